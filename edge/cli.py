@@ -1,0 +1,50 @@
+"""The `edge` command. Each subcommand lives in its own module exposing ``register(subparsers)``;
+heavy imports (torch, onnx, llama_cpp) happen inside the command functions, so `edge --help`
+is fast and the device never needs the workstation's packages."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from edge.config import ConfigError
+
+# Order is the order `edge --help` lists them.
+COMMAND_MODULES = (
+    "edge.commands.listen",
+    "edge.commands.config",
+    "edge.commands.schema",
+    "edge.commands.keys",
+    "edge.bench.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge",
+        description="Edge runtime for in-vehicle scene understanding (Qwen3-VL-MoE on ONNX Runtime/TensorRT + llama.cpp).",
+    )
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"edge {args.command}: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

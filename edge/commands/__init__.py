@@ -1,0 +1,1 @@
+"""Small `edge` subcommands, one module each."""

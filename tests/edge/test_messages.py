@@ -1,0 +1,58 @@
+import json
+
+import jsonschema
+import pytest
+from pydantic import ValidationError
+
+from edge.bench.bus import sample_advice
+from edge.commands.schema import message_schemas, write_schemas
+from edge.messages import (
+    NAV_TEXT_MAX_CHARS,
+    RATIONALE_MAX_CHARS,
+    Advice,
+    MetaAction,
+    NavInstruction,
+    Urgency,
+)
+
+
+def test_advice_round_trips_through_json():
+    advice = sample_advice()
+    again = type(advice).model_validate_json(advice.model_dump_json())
+    assert again == advice
+
+
+def test_free_text_is_bounded():
+    with pytest.raises(ValidationError):
+        Advice(action=MetaAction.STOP, urgency=Urgency.HIGH, rationale="x" * (RATIONALE_MAX_CHARS + 1))
+    with pytest.raises(ValidationError):
+        NavInstruction(nav_id="n1", maneuver="turn_left", distance_m=10, text="y" * (NAV_TEXT_MAX_CHARS + 1))
+
+
+def test_vocabulary_is_closed_and_extra_fields_refused():
+    with pytest.raises(ValidationError):
+        Advice(action="teleport", urgency="high")
+    with pytest.raises(ValidationError):
+        NavInstruction.model_validate({"nav_id": "n1", "maneuver": "turn_left", "distance_m": 5, "prompt": "hi"})
+    with pytest.raises(ValidationError):
+        NavInstruction.model_validate({"nav_id": "bad id with spaces", "maneuver": "turn_left", "distance_m": 5})
+
+
+def test_schema_files_validate_real_messages(tmp_path):
+    paths = {p.name: p for p in write_schemas(tmp_path)}
+    assert set(paths) == {"advice.schema.json", "nav.schema.json", "status.schema.json"}
+    schema = json.loads(paths["advice.schema.json"].read_text())
+    jsonschema.validate(json.loads(sample_advice().model_dump_json()), schema)
+    bad = json.loads(sample_advice().model_dump_json())
+    bad["advice"]["action"] = "teleport"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_shipped_schemas_are_current():
+    """The schemas in the repo (for planners in other languages) match the models."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "edge" / "schemas"
+    for name, schema in message_schemas().items():
+        assert json.loads((shipped / name).read_text()) == schema, f"regenerate with `edge schema --out {shipped}`"
