@@ -13,11 +13,17 @@ from edge.config import ConfigError
 
 # Order is the order `edge --help` lists them.
 COMMAND_MODULES = (
+    "edge.commands.run",
     "edge.commands.listen",
     "edge.commands.config",
     "edge.commands.schema",
     "edge.commands.keys",
+    "edge.commands.doctor",
+    "edge.commands.health",
     "edge.bench.cli",
+    "export.cli",
+    "sim.cli",
+    "sim.replay_cli",
 )
 
 

@@ -7,6 +7,7 @@ import importlib
 
 BENCH_MODULES = (
     "edge.bench.bus",
+    "edge.bench.preprocess",
 )
 
 

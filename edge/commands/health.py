@@ -25,12 +25,15 @@ def local_endpoint(publish_endpoint: str) -> str:
     for host in _WILDCARD_HOSTS:
         prefix = f"tcp://{host}:"
         if publish_endpoint.startswith(prefix):
-            return "tcp://127.0.0.1:" + publish_endpoint[len(prefix):]
+            return "tcp://127.0.0.1:" + publish_endpoint[len(prefix) :]
     return publish_endpoint
 
 
 def wait_for_status(endpoint: str, timeout_s: float, curve_keys=None, server_public=None):
-    """The first valid status heartbeat within ``timeout_s``, or None."""
+    """(the first valid status heartbeat within ``timeout_s`` or None, rejected message counts).
+
+    Rejected counts matter when nothing valid came: a runtime of another schema version still
+    publishes, and saying so beats a bare "no heartbeat"."""
     from edge.bus import Subscriber
     from edge.messages import TOPIC_STATUS
 
@@ -42,9 +45,9 @@ def wait_for_status(endpoint: str, timeout_s: float, curve_keys=None, server_pub
         while remaining_ms > 0:
             got = subscriber.receive(remaining_ms)
             if got is not None:
-                return got.message
+                return got.message, dict(subscriber.rejected)
             remaining_ms = (deadline - time.monotonic()) * 1000.0
-    return None
+        return None, dict(subscriber.rejected)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -66,9 +69,12 @@ def _main(args: argparse.Namespace) -> int:
         print("edge health: CURVE needs both --client-key and --server-key", file=sys.stderr)
         return 2
 
-    status = wait_for_status(endpoint, args.timeout_s, curve_keys, server_public)
+    status, rejected = wait_for_status(endpoint, args.timeout_s, curve_keys, server_public)
     if status is None:
-        print(f"unhealthy: no status heartbeat from {endpoint} within {args.timeout_s:g} s")
+        dropped = (
+            f" ({sum(rejected.values())} invalid status messages dropped: {rejected})" if rejected else ""
+        )
+        print(f"unhealthy: no status heartbeat from {endpoint} within {args.timeout_s:g} s{dropped}")
         return EXIT_UNHEALTHY
     summary = (
         f"state={status.state.value} uptime={status.uptime_ms / 1000:.0f}s cycles={status.cycles} "
@@ -83,14 +89,17 @@ def _main(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "health", help="exit 0 only if the runtime's status heartbeat says running/degraded (container HEALTHCHECK)"
+        "health",
+        help="exit 0 only if the runtime's status heartbeat says running/degraded (container HEALTHCHECK)",
     )
     parser.add_argument(
         "--endpoint",
         help="the runtime's publish endpoint (default: bus.publish_endpoint of the configuration, reached locally)",
     )
     parser.add_argument(
-        "--timeout-s", type=float, default=5.0,
+        "--timeout-s",
+        type=float,
+        default=5.0,
         help="how long to wait for a heartbeat (default 5; keep it above the heartbeat interval)",
     )
     parser.add_argument("--client-key", type=Path, help="this client's CURVE *.key_secret")

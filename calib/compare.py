@@ -1,0 +1,110 @@
+"""`edge calib --compare OUT.json`: which INT8 recipe is the best trade-off on this machine?
+
+Quantises the bundle's vision graph several ways from the same calibration clips, and measures each
+against fp32 on the same held-out clips (worst slice cosine) and on CPU latency (median of several
+runs on one clip, fp32 timed in the same run). Nothing is written into the bundle; the figures go to
+OUT.json in the benchmark shape (`results`, `ratios`) plus each variant's accuracy.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from calib.accuracy import measure_heldout, vision_slice_count
+from calib.calibrate import expand_videos, fp32_onnx
+from calib.clips import DEFAULT_INTERVAL_MS, sample_clips
+from calib.quantize import QuantSettings, model_bytes, quantize_vision
+from edge.benchreport import Stats, make_report, ratio, write_report
+from edge.manifest import load_bundle
+
+VARIANTS: dict[str, dict] = {
+    "static_matmul_gemm_conv": {"mode": "static", "op_types": ("MatMul", "Gemm", "Conv")},
+    "static_gemm_conv": {"mode": "static", "op_types": ("Gemm", "Conv")},
+    "static_gemm_conv_cpu_qdq": {"mode": "static", "op_types": ("Gemm", "Conv"), "trt_compatible": False},
+    "dynamic_gemm_conv": {"mode": "dynamic", "op_types": ("Gemm", "Conv")},
+}
+
+
+def time_encoder(encode: Callable, pixels, runs: int, warmup: int = 1) -> Stats:
+    for _ in range(warmup):
+        encode(pixels)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        encode(pixels)
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return Stats.from_samples(samples)
+
+
+def compare_variants(
+    bundle: str | Path,
+    videos: Sequence[str | Path],
+    out: str | Path,
+    *,
+    clips: int = 8,
+    heldout: int = 4,
+    method: str = "minmax",
+    keep_float: tuple[str, ...] = (),
+    interval_ms: float = DEFAULT_INTERVAL_MS,
+    runs: int = 5,
+    variants: Sequence[str] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    from edge.vision.onnxruntime import OnnxRuntimeBackend
+
+    manifest, bundle_dir = load_bundle(bundle)
+    reference = fp32_onnx(manifest)
+    split = sample_clips(expand_videos(videos), manifest.profile, manifest.normalization, clips, heldout,
+                         interval_ms=interval_ms, progress=progress,
+                         on_skip=lambda v, r: log(f"skipping video {v}: {r}"))
+    n_slices = vision_slice_count(manifest, reference)
+    fp32 = OnnxRuntimeBackend(bundle_dir, reference, use_cuda=False)
+    bench_clip = split.heldout[0].pixel_values
+    results: dict[str, dict] = {}
+    ratios: dict[str, float | None] = {}
+    variant_info: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="calib-compare.") as tmp:
+        for name in variants or list(VARIANTS):
+            settings = QuantSettings(method=method, keep_float=keep_float, **VARIANTS[name])
+            log(f"variant {name}: {settings.describe()}")
+            start = time.perf_counter()
+            quantized = quantize_vision(bundle_dir / reference.path, Path(tmp) / name / "model.onnx",
+                                        reference.input_name, [c.pixel_values for c in split.calibration], settings)
+            quantise_s = time.perf_counter() - start
+            artifact = reference.model_copy(update={"path": str(quantized.path), "precision": "int8", "external_data": None})
+            backend = OnnxRuntimeBackend(bundle_dir, artifact, use_cuda=False)
+            accuracy = measure_heldout(fp32.encode, backend.encode, split.heldout, n_slices)
+            # fp32 is re-timed next to each variant: a box shared with other work drifts over minutes.
+            fp32_stats = time_encoder(fp32.encode, bench_clip, runs)
+            stats = time_encoder(backend.encode, bench_clip, runs)
+            results[f"fp32_vs_{name}"] = fp32_stats.as_dict()
+            results[name] = stats.as_dict()
+            ratios[f"fp32_over_{name}_median"] = ratio(fp32_stats.median_ms, stats.median_ms)
+            variant_info[name] = {
+                "settings": settings.as_dict(),
+                "quantise_s": quantise_s,
+                "model_mib": model_bytes(quantized.path) / 2**20,
+                "quantized_nodes": quantized.quantized_nodes,
+                "worst_cosine": accuracy.worst_cosine,
+                "row_cosine_min": accuracy.outputs["row"]["cosine_min"],
+                "outputs": accuracy.outputs,
+                "worst_clip": accuracy.worst_clip,
+            }
+            log(f"  worst cosine {accuracy.worst_cosine:.6f}, median {stats.median_ms:.1f} ms vs fp32 "
+                f"{fp32_stats.median_ms:.1f} ms (x{ratios[f'fp32_over_{name}_median']:.2f})")
+            del backend
+    report = make_report(
+        "int8_variants",
+        results,
+        ratios,
+        bundle=str(bundle_dir),
+        vision_params=int(model_bytes(bundle_dir / reference.path) / 4),
+        clips={"calibration": len(split.calibration), "heldout": len(split.heldout), "timed_runs": runs},
+        variants=variant_info,
+    )
+    write_report(out, report)
+    return report

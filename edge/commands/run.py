@@ -1,0 +1,53 @@
+"""`edge run --bundle B --camera SRC [--config FILE] [--set k=v] [--max-cycles N]`: the runtime."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge.commands.config import add_config_arguments
+from edge.config import load_config
+from edge.manifest import BundleError
+from edge.runtime import running_loop, stop_on_signals
+
+
+def _main(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.bundle:
+        overrides.append(f"bundle={str(args.bundle)!r}")
+    if args.camera:
+        overrides.append(f"camera.source={args.camera!r}")
+    if args.publish:
+        overrides.append(f"bus.publish_endpoint={args.publish!r}")
+    if args.nav:
+        overrides.append(f"bus.nav_endpoint={args.nav!r}")
+    if args.audit:
+        overrides.append(f"audit.path={str(args.audit)!r}")
+    config = load_config(args.config, overrides)
+    try:
+        with running_loop(config) as loop, stop_on_signals(loop):
+            print(
+                f"edge run: {loop.parts.vision.name} ({loop.parts.vision_reason}); decoder "
+                f"{loop.parts.decoder.artifact.quant}; publishing on {loop.parts.publisher.endpoint}, "
+                f"nav on {loop.parts.nav_in.endpoint if loop.parts.nav_in else '-'}",
+                file=sys.stderr, flush=True,
+            )
+            cycles = loop.run(max_cycles=args.max_cycles)
+    except BundleError as exc:
+        print(f"edge run: {exc}", file=sys.stderr)
+        return 2
+    print(f"edge run: {cycles} cycles", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run the runtime: camera -> model -> advice over ZeroMQ")
+    parser.add_argument("--bundle", type=Path, help="model bundle folder (config: bundle)")
+    parser.add_argument("--camera", help="V4L2 index/device, gst:PIPELINE, rtsp://..., or a video file")
+    parser.add_argument("--publish", help="endpoint to bind for advice/status (config: bus.publish_endpoint)")
+    parser.add_argument("--nav", help="endpoint to bind for nav input (config: bus.nav_endpoint)")
+    parser.add_argument("--audit", type=Path, help="JSONL audit log path (config: audit.path)")
+    parser.add_argument("--max-cycles", type=int, help="stop after this many advice messages")
+    add_config_arguments(parser)
+    parser.set_defaults(func=_main)

@@ -1,0 +1,140 @@
+"""The runtime's advice decoder: visual rows + navigation line in, grammar-constrained advice out.
+
+Built on ``edge.llm`` (llama-cpp-python's low-level API). Per cycle it rewinds the KV cache to
+the end of the constant system prefix (evaluated once at start), injects each frame pair's rows
+with Qwen3-VL's text timestamp in front, adds the navigation line and the assistant header, and
+generates greedily under the advice grammar until end-of-generation, the token limit or the
+deadline, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.budgets import DegradePolicy
+from edge.config import DecoderConfig
+from edge.grammar import AdviceParseError, advice_grammar, parse_advice, partial_decision
+from edge.llm import ContextSettings, DeadlineExceeded, GreedySampler, LlamaContext, LlamaModel, generate
+from edge.llm.video import frame_pair_timestamps
+from edge.manifest import BundleError, BundleManifest, DecoderArtifact
+from edge.messages import Advice
+from edge.prompt import PromptTemplate
+
+# Quantisations in order of preference when the config says "auto": the smallest that ships.
+QUANT_PREFERENCE = ("q4_k_m", "q4_0", "q8_0", "f16", "f32")
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    text: str
+    advice: Advice | None  # the complete, validated advice
+    partial: Advice | None  # the decision of a generation cut short, if it got that far
+    stop: str  # "eog", "max_tokens", "deadline", "prefill_deadline"
+    prefill_tokens: int  # tokens and visual rows evaluated this cycle (the cached prefix excluded)
+    generated_tokens: int
+    prefill_ms: float
+    decode_ms: float
+    error: str = ""
+
+
+def choose_decoder(manifest: BundleManifest, quant: str) -> DecoderArtifact:
+    by_quant = {d.quant: d for d in manifest.decoder}
+    if not by_quant:
+        raise BundleError("the bundle has no decoder artifact")
+    if quant != "auto":
+        if quant not in by_quant:
+            raise BundleError(f"decoder quant {quant!r} is not in the bundle (has {sorted(by_quant)})")
+        return by_quant[quant]
+    return next(by_quant[q] for q in QUANT_PREFERENCE if q in by_quant)
+
+
+class AdviceDecoder:
+    def __init__(self, bundle_dir: Path, manifest: BundleManifest, config: DecoderConfig):
+        self.artifact = choose_decoder(manifest, config.quant)
+        self.profile = manifest.profile
+        self.template = PromptTemplate.from_manifest(manifest.prompt)
+        self.model = LlamaModel(
+            Path(bundle_dir) / self.artifact.path,
+            n_gpu_layers=config.n_gpu_layers,
+            expected_n_embd_inp=self.artifact.n_embd_inp,
+        )
+        needed = self._tokens_needed(config.max_tokens)
+        n_ctx = max(config.n_ctx, needed)
+        self.ctx = LlamaContext(
+            self.model,
+            ContextSettings(n_ctx=n_ctx, n_batch=config.n_batch, n_threads=config.threads or None),
+        )
+        # One sampler per grammar variant; degraded cycles drop the rationale.
+        self._samplers = {
+            True: GreedySampler(self.model, advice_grammar(with_rationale=True)),
+            False: GreedySampler(self.model, advice_grammar(with_rationale=False)),
+        }
+        self._pair_close = self.model.tokenize(self.template.pair_close(), parse_special=True)
+        self._assistant_header = self.model.tokenize(self.template.suffix(""), parse_special=True)
+        prefix = self.model.tokenize(self.template.prefix(), parse_special=True)
+        self.ctx.eval_tokens(prefix, logits="none")
+        self.prefix_tokens = len(prefix)
+        self._prefix_mark = self.ctx.mark()
+
+    def _tokens_needed(self, max_tokens: int) -> int:
+        # Prefix + visual rows + generous text allowance (timestamps, nav line, header) + output.
+        return 512 + self.profile.tokens_per_clip + 32 * self.profile.frame_pairs + max_tokens
+
+    def decode(
+        self,
+        rows: np.ndarray,
+        frame_times_s: list[float],
+        nav_line: str,
+        policy: DegradePolicy,
+        deadline: float,
+    ) -> DecodeResult:
+        """One cycle. ``deadline`` is a time.monotonic() value; prefill and every token check it."""
+        profile = self.profile
+        started = time.monotonic()
+        self.ctx.rewind(self._prefix_mark)
+        stamps = frame_pair_timestamps(frame_times_s, profile.temporal_patch_size)
+        per_pair = profile.tokens_per_pair
+        prefill_tokens = 0
+        try:
+            for pair, stamp in enumerate(stamps):
+                opening = self.model.tokenize(self.template.pair_open(stamp), parse_special=True)
+                self.ctx.eval_tokens(opening, logits="none", deadline=deadline)
+                chunk = rows[pair * per_pair:(pair + 1) * per_pair]
+                self.ctx.eval_visual(chunk, profile.merged_h, profile.merged_w, deadline=deadline)
+                self.ctx.eval_tokens(self._pair_close, logits="none", deadline=deadline)
+                prefill_tokens += len(opening) + per_pair + len(self._pair_close)
+            # The navigation line is untrusted text: parse_special=False so that even a string
+            # spelling a control token stays plain text.
+            nav_tokens = self.model.tokenize(nav_line, parse_special=False)
+            self.ctx.eval_tokens(nav_tokens + self._assistant_header, logits="last", deadline=deadline)
+            prefill_tokens += len(nav_tokens) + len(self._assistant_header)
+        except DeadlineExceeded as exc:
+            prefill_ms = (time.monotonic() - started) * 1e3
+            return DecodeResult("", None, None, "prefill_deadline", prefill_tokens, 0, prefill_ms, 0.0, str(exc))
+        prefill_ms = (time.monotonic() - started) * 1e3
+
+        sampler = self._samplers[policy.with_rationale]
+        sampler.reset()
+        generation = generate(self.ctx, sampler, policy.max_tokens, deadline=deadline)
+        decode_ms = generation.seconds * 1e3
+        text = generation.text
+        advice, error = None, ""
+        if generation.stop == "eog":
+            try:
+                advice = parse_advice(text)
+            except AdviceParseError as exc:
+                error = str(exc)
+        return DecodeResult(
+            text, advice, partial_decision(text), generation.stop, prefill_tokens,
+            len(generation.tokens), prefill_ms, decode_ms, error,
+        )
+
+    def close(self) -> None:
+        for sampler in self._samplers.values():
+            sampler.close()
+        self.ctx.close()
+        self.model.close()

@@ -1,0 +1,118 @@
+"""Where the loop's clips come from, and on which clock it runs.
+
+The loop is the same on the road and in the simulator; only these two things differ:
+
+- ``LiveFeed`` + ``SystemClock``: the capture thread samples a camera (or a video file played as
+  a camera); the loop takes the freshest clip, and budgets are enforced on the real clock.
+- ``SteppedFeed`` + ``SimClock``: lock-step replay. Each clip is taken at the next sampling
+  instant of a simulated clock that does not move while the model computes, so the same video
+  and bundle give the same advice sequence (openpilot's process replay works the same way).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge.capture import CameraCapture, Clip, VideoFileStepper
+
+
+class Clock(Protocol):
+    def mono_ns(self) -> int: ...
+
+    def wall_ns(self) -> int: ...
+
+
+class SystemClock:
+    def mono_ns(self) -> int:
+        return time.monotonic_ns()
+
+    def wall_ns(self) -> int:
+        return time.time_ns()
+
+
+class SimClock:
+    """Simulated time: starts at 0 (monotonic) and a fixed wall epoch, moves only when told."""
+
+    def __init__(self, wall_epoch_ns: int = 1_767_225_600_000_000_000):  # 2026-01-01T00:00:00Z
+        self.now_ns = 0
+        self.wall_epoch_ns = wall_epoch_ns
+
+    def mono_ns(self) -> int:
+        return self.now_ns
+
+    def wall_ns(self) -> int:
+        return self.wall_epoch_ns + self.now_ns
+
+    def advance_to(self, t_ns: int) -> None:
+        self.now_ns = max(self.now_ns, t_ns)
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    state: str  # "ok", "starting", "camera_lost", "ended", "stopped"
+    reason: str
+    drop_ratio: float
+
+
+class ClipFeed(Protocol):
+    def next_clip(self, after_seq: int, timeout_s: float, skip: int = 1) -> Clip | None:
+        """A clip whose seq is at least after_seq + skip (skip > 1 when degraded), or None."""
+
+    def health(self) -> FeedHealth: ...
+
+    def close(self) -> None: ...
+
+
+class LiveFeed:
+    def __init__(self, capture: CameraCapture):
+        self.capture = capture
+
+    def next_clip(self, after_seq: int, timeout_s: float, skip: int = 1) -> Clip | None:
+        # The sampler hands out its freshest clip newer than the given seq: the loop never queues.
+        return self.capture.wait_clip(after_seq + skip - 1, timeout_s)
+
+    def health(self) -> FeedHealth:
+        status = self.capture.status()
+        return FeedHealth(status.state, status.reason, status.drop_ratio)
+
+    def close(self) -> None:
+        self.capture.stop()
+
+
+class SteppedFeed:
+    """Clips from a video file at fixed simulated instants. Clip seq n (from 1, as the live
+    sampler counts) ends with the frame shown at (frames_per_clip - 2 + n) * interval: the first
+    clip is complete as soon as the video holds frames_per_clip samples."""
+
+    def __init__(self, stepper: VideoFileStepper, clock: SimClock, interval_ms: float, frames_per_clip: int):
+        self.stepper = stepper
+        self.clock = clock
+        self.interval_ms = interval_ms
+        self.frames_per_clip = frames_per_clip
+        self._ended = False
+
+    def time_of(self, seq: int) -> float:
+        """Simulated ms at which clip `seq` is complete."""
+        return (self.frames_per_clip - 2 + seq) * self.interval_ms
+
+    def next_clip(self, after_seq: int, timeout_s: float, skip: int = 1) -> Clip | None:
+        seq = max(1, after_seq + skip)
+        t_ms = self.time_of(seq)
+        clip = self.stepper.clip_at(t_ms, self.interval_ms, self.frames_per_clip, seq=seq)
+        if clip is None:
+            self._ended = True
+            return None
+        self.clock.advance_to(round(t_ms * 1e6))
+        return clip
+
+    def health(self) -> FeedHealth:
+        return FeedHealth("ended" if self._ended else "ok", "end of video" if self._ended else "", 0.0)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def close(self) -> None:
+        self.stepper.close()

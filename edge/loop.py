@@ -1,0 +1,360 @@
+"""The advice loop: clip -> preprocess -> encode -> prefill -> decode -> publish, under budgets.
+
+One cycle takes the freshest clip from its feed and always ends in exactly one ``advice``
+message (``ok``, ``degraded``, ``late`` or ``no_advice``), never in silence. A heartbeat thread
+publishes ``status`` at a fixed rate even while a cycle is busy or the camera is gone. The loop
+does not know whether it runs on the road or in the simulator: that is the feed's and the
+clock's business (edge/feeds.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from edge.audit import AuditLog
+from edge.budgets import CycleDeadline, DegradeController, degrade_policy, over_budget
+from edge.bus import Publisher, Subscriber
+from edge.capture import Clip
+from edge.config import BudgetConfig, RuntimeConfig
+from edge.decoder import AdviceDecoder, DecodeResult
+from edge.feeds import ClipFeed, Clock, FeedHealth
+from edge.manifest import BundleManifest
+from edge.messages import (
+    ActionAdvice,
+    Advice,
+    FrameRef,
+    NavInstruction,
+    RuntimeState,
+    StageTimings,
+    Status,
+    Verdict,
+)
+from edge.nav import NavRefused, NavState, nav_sentence
+from edge.preprocess import Preprocessor
+from edge.telemetry import Telemetry
+from edge.vision import VisionBackend
+
+log = logging.getLogger(__name__)
+
+FEED_STATE_TO_RUNTIME = {
+    "camera_lost": RuntimeState.CAMERA_LOST,
+    "ended": RuntimeState.CAMERA_LOST,
+    "stopped": RuntimeState.STOPPING,
+    "starting": RuntimeState.STARTING,
+}
+
+
+@dataclass
+class CycleOutcome:
+    """What one cycle produced, for the audit log, the simulator and the benchmarks."""
+
+    advice: ActionAdvice
+    stages_ms: dict[str, float | None]
+    cycle_wall_ms: float
+    raw_text: str = ""
+    nav_line: str = ""
+    prompt_sha256: str = ""
+    decode: DecodeResult | None = None
+
+
+@dataclass
+class LoopParts:
+    """The components a loop drives. The runtime builds them from a bundle and a config; tests and
+    the simulator may build them differently, but they are always the real components."""
+
+    manifest: BundleManifest
+    preprocessor: Preprocessor
+    vision: VisionBackend
+    vision_reason: str
+    decoder: AdviceDecoder
+    feed: ClipFeed
+    clock: Clock
+    publisher: Publisher
+    nav_in: Subscriber | None = None
+    audit: AuditLog | None = None
+    enforce_deadlines: bool = True  # False in lock-step replay: the simulated clock decides ages
+
+
+@dataclass
+class AdviceLoop:
+    config: RuntimeConfig
+    parts: LoopParts
+    telemetry: Telemetry = field(default_factory=Telemetry)
+
+    def __post_init__(self) -> None:
+        budgets = self.config.budgets
+        self.degrade = DegradeController.from_budgets(budgets)
+        self.nav = NavState(max_ttl_ms=self.config.nav.max_ttl_ms)
+        self.bundle_sha256 = self.parts.manifest.bundle_sha256()
+        self._publish_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._started_ns = time.monotonic_ns()
+        self._last_seq = 0
+        self._cycle = 0
+        self._last_feed_state = "ok"
+        self._feed_lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def _publish(self, message: ActionAdvice | Status) -> ActionAdvice | Status:
+        # PUB sockets are not thread-safe; the loop and the heartbeat share one under a lock.
+        with self._publish_lock:
+            return self.parts.publisher.publish(message)
+
+    def status_message(self) -> Status:
+        health = self.parts.feed.health()
+        self._feed_changed(health)  # the heartbeat notices a lost camera even mid-cycle
+        state = FEED_STATE_TO_RUNTIME.get(health.state)
+        if state is None:
+            state = RuntimeState.DEGRADED if self.degrade.level else RuntimeState.RUNNING
+        rejected = dict(self.nav.refused)
+        if self.parts.nav_in is not None:
+            rejected.update({f"nav_{k}": v for k, v in self.parts.nav_in.rejected.items()})
+        current_nav = self.nav.current(self.parts.clock.mono_ns())
+        return Status(
+            state=state,
+            heartbeat_interval_ms=self.config.bus.status_interval_ms,
+            uptime_ms=(time.monotonic_ns() - self._started_ns) // 1_000_000,
+            vision_backend=self.parts.vision.name,
+            vision_backend_reason=self.parts.vision_reason[:200],
+            bundle_sha256=self.bundle_sha256,
+            cycles=self.telemetry.cycles,
+            verdicts=dict(self.telemetry.verdicts),
+            frame_drop_ratio=min(1.0, max(0.0, health.drop_ratio)),
+            stages=self.telemetry.stage_stats(),
+            degrade_level=self.degrade.level,
+            nav_id=current_nav.nav_id if current_nav else None,
+            inbound_rejected=rejected,
+            events=self.telemetry.events(),
+        )
+
+    def publish_status(self) -> Status:
+        return self._publish(self.status_message())  # type: ignore[return-value]
+
+    def _heartbeat_run(self) -> None:
+        interval_s = self.config.bus.status_interval_ms / 1000
+        while not self._stop.wait(interval_s):
+            try:
+                self.publish_status()
+            except Exception:  # the heartbeat must outlive any single bad reading
+                log.exception("status heartbeat failed")
+
+    def start_heartbeat(self) -> None:
+        self._heartbeat = threading.Thread(target=self._heartbeat_run, name="status-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+
+    # -- navigation ---------------------------------------------------------------------------
+
+    def poll_nav(self) -> None:
+        """Take every nav message waiting on the socket; only the latest valid one counts."""
+        if self.parts.nav_in is None:
+            return
+        while (got := self.parts.nav_in.receive(timeout_ms=0)) is not None:
+            self.offer_nav(got.message)  # type: ignore[arg-type]
+
+    def offer_nav(self, message: NavInstruction) -> bool:
+        accepted = self.nav.offer(message, self.parts.clock.mono_ns())
+        if not accepted:
+            self.telemetry.event("nav_refused", f"nav {message.nav_id} refused: {self.nav.refused.most_common(1)}")
+        return accepted
+
+    # -- one cycle ----------------------------------------------------------------------------
+
+    def _feed_changed(self, health: FeedHealth) -> None:
+        with self._feed_lock:  # called by the loop and by the heartbeat
+            self._note_feed_state(health)
+
+    def _note_feed_state(self, health: FeedHealth) -> None:
+        if health.state != self._last_feed_state:
+            if health.state in ("camera_lost", "ended"):
+                self.telemetry.event("camera_lost", health.reason or health.state)
+                log.warning("camera %s: %s", health.state, health.reason)
+            elif self._last_feed_state in ("camera_lost", "ended") and health.state == "ok":
+                self.telemetry.event("camera_recovered", "frames are flowing again")
+            self._last_feed_state = health.state
+
+    def next_clip(self) -> Clip | None:
+        policy = degrade_policy(self.degrade.level, self.config.decoder.max_tokens)
+        skip = max(1, round(policy.interval_factor))
+        timeout_s = 2 * self.config.camera.interval_ms * skip / 1000
+        clip = self.parts.feed.next_clip(self._last_seq, timeout_s, skip)
+        self._feed_changed(self.parts.feed.health())
+        if clip is not None:
+            self._last_seq = clip.seq
+        return clip
+
+    def run_cycle(self, clip: Clip) -> CycleOutcome:
+        """Process one clip and publish exactly one advice message for it."""
+        clock, budgets = self.parts.clock, self.config.budgets
+        started = time.perf_counter()
+        deadline = CycleDeadline(clock.mono_ns(), budgets)
+        # Real-time budget for llama.cpp, which checks time.monotonic() per chunk and per token.
+        remaining_s = deadline.remaining_ms(clock.mono_ns()) / 1000
+        real_deadline = time.monotonic() + remaining_s if self.parts.enforce_deadlines else float("inf")
+        self.poll_nav()
+        stages: dict[str, float | None] = {"capture_age_ms": clip.age_ms(clock.mono_ns())}
+        level = self.degrade.level
+        policy = degrade_policy(level, self.config.decoder.max_tokens)
+
+        def finish(verdict: Verdict, reason: str, advice: Advice | None, **extra) -> CycleOutcome:
+            return self._finish(clip, started, stages, verdict, reason, advice, level, **extra)
+
+        if self.parts.enforce_deadlines and stages["capture_age_ms"] > budgets.max_frame_age_ms:
+            self.telemetry.event("stale_clip_dropped", f"clip age {stages['capture_age_ms']:.0f} ms")
+            return finish(Verdict.NO_ADVICE, f"stale clip: newest frame {stages['capture_age_ms']:.0f} ms old "
+                          f"> {budgets.max_frame_age_ms:.0f} ms", None)
+
+        t = time.perf_counter()
+        pixels = self.parts.preprocessor.preprocess_clip(clip.frames)
+        stages["preprocess_ms"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        rows = self.parts.vision.encode(pixels)
+        stages["encode_ms"] = (time.perf_counter() - t) * 1e3
+        if time.monotonic() >= real_deadline:
+            return finish(Verdict.NO_ADVICE, "deadline passed during encoding", None)
+
+        now = clock.mono_ns()
+        nav = self.nav.current(now)
+        try:
+            nav_line = nav_sentence(nav)
+        except NavRefused:  # offer() already checks; this keeps a bug from reaching the prompt
+            nav, nav_line = None, nav_sentence(None)
+        frame_times_s = [(ts - clip.t_mono_ns[0]) / 1e9 for ts in clip.t_mono_ns]
+        result = self.parts.decoder.decode(rows, frame_times_s, nav_line, policy, real_deadline)
+        stages["prefill_ms"] = result.prefill_ms
+        stages["decode_ms"] = result.decode_ms if result.stop != "prefill_deadline" else None
+        verdict, reason, advice = judge_decode(result, level, stages, self.config.budgets)
+        prompt_sha = hashlib.sha256(
+            f"{self.parts.decoder.template.prefix()}|{frame_times_s}|{nav_line}".encode()
+        ).hexdigest()
+        return finish(verdict, reason, advice, nav=nav, decode=result, nav_line=nav_line, prompt_sha256=prompt_sha)
+
+    def _finish(
+        self,
+        clip: Clip,
+        started: float,
+        stages: dict[str, float | None],
+        verdict: Verdict,
+        reason: str,
+        advice: Advice | None,
+        level: int,
+        *,
+        nav: NavInstruction | None = None,
+        decode: DecodeResult | None = None,
+        nav_line: str = "",
+        prompt_sha256: str = "",
+    ) -> CycleOutcome:
+        clock, budgets = self.parts.clock, self.config.budgets
+        t = time.perf_counter()
+        valid_ns = int(budgets.advice_valid_ms * 1e6)
+        # Advice describes the scene at capture time: its validity runs from the newest frame.
+        newest_mono, newest_wall = clip.t_mono_ns[-1], clip.t_wall_ns[-1]
+        if not self.parts.enforce_deadlines:
+            newest_wall = clock.wall_ns() - (clock.mono_ns() - newest_mono)
+        stages["total_ms"] = (time.perf_counter() - started) * 1e3
+        message = ActionAdvice(
+            cycle=self._cycle,
+            verdict=verdict,
+            verdict_reason=reason[:200],
+            advice=advice,
+            frames=[
+                FrameRef(frame_id=fid, capture_mono_ns=mono, capture_wall_ns=wall)
+                for fid, mono, wall in zip(clip.frame_ids, clip.t_mono_ns, clip.t_wall_ns, strict=True)
+            ],
+            valid_until_mono_ns=newest_mono + valid_ns,
+            valid_until_wall_ns=newest_wall + valid_ns,
+            nav_id=nav.nav_id if nav else None,
+            stages=StageTimings(**stages, publish_ms=(time.perf_counter() - t) * 1e3),
+            generated_tokens=decode.generated_tokens if decode else 0,
+            degrade_level=level,
+            bundle_sha256=self.bundle_sha256,
+        )
+        sent = self._publish(message)
+        self._cycle += 1
+        stage_record = {k.removesuffix("_ms"): v for k, v in message.stages.model_dump().items()}
+        self.telemetry.record_cycle(verdict, stage_record)
+        self.degrade.record(verdict, bool(over_budget(stages, budgets)))
+        outcome = CycleOutcome(
+            advice=sent,  # type: ignore[arg-type]
+            stages_ms=stages,
+            cycle_wall_ms=(time.perf_counter() - started) * 1e3,
+            raw_text=decode.text if decode else "",
+            nav_line=nav_line,
+            prompt_sha256=prompt_sha256,
+            decode=decode,
+        )
+        if self.parts.audit is not None:
+            self.parts.audit.write(audit_record(outcome))
+        return outcome
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, max_cycles: int | None = None, on_cycle=None) -> int:
+        """Cycle until stopped, the feed ends, or max_cycles advice messages went out."""
+        self.publish_status()
+        done = 0
+        while not self._stop.is_set() and (max_cycles is None or done < max_cycles):
+            clip = self.next_clip()
+            if clip is None:
+                if self.parts.feed.health().state == "ended":
+                    break  # a video played without looping is over
+                continue
+            outcome = self.run_cycle(clip)
+            done += 1
+            if on_cycle is not None:
+                on_cycle(outcome)
+        self.publish_status()
+        return done
+
+
+def judge_decode(
+    result: DecodeResult, level: int, stages: dict[str, float | None], budgets: BudgetConfig
+) -> tuple[Verdict, str, Advice | None]:
+    """The budget verdict of a cycle that reached the decoder, and the advice it may carry."""
+    if result.advice is not None:
+        late_stages = over_budget(stages, budgets)
+        if level > 0:
+            return Verdict.DEGRADED, f"degrade level {level}", result.advice
+        if late_stages:
+            return Verdict.DEGRADED, "over budget: " + ", ".join(late_stages), result.advice
+        return Verdict.OK, "", result.advice
+    if result.stop == "prefill_deadline":
+        return Verdict.NO_ADVICE, "deadline passed during prefill", None
+    if result.stop == "deadline":
+        if result.partial is not None:
+            return Verdict.LATE, "generation cut at the deadline after the decision", result.partial
+        return Verdict.NO_ADVICE, "generation cut at the deadline before the decision", None
+    if result.partial is not None:
+        return Verdict.DEGRADED, f"incomplete output ({result.stop}); decision kept", result.partial
+    return Verdict.NO_ADVICE, f"no usable output ({result.stop}) {result.error}"[:200], None
+
+
+def audit_record(outcome: CycleOutcome) -> dict[str, object]:
+    advice = outcome.advice
+    return {
+        "cycle": advice.cycle,
+        "seq": advice.seq,
+        "wall_ns": advice.wall_ns,
+        "frame_ids": [f.frame_id for f in advice.frames],
+        "nav_id": advice.nav_id,
+        "nav_line": outcome.nav_line,
+        "prompt_sha256": outcome.prompt_sha256,
+        "raw_text": outcome.raw_text,
+        "advice": advice.advice.model_dump(mode="json") if advice.advice else None,
+        "verdict": advice.verdict.value,
+        "verdict_reason": advice.verdict_reason,
+        "stages_ms": outcome.stages_ms,
+        "prefill_tokens": outcome.decode.prefill_tokens if outcome.decode else 0,
+        "generated_tokens": advice.generated_tokens,
+        "degrade_level": advice.degrade_level,
+    }

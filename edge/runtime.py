@@ -1,0 +1,169 @@
+"""Build a running loop from a configuration: bundle, vision backend, decoder, bus, camera, audit.
+
+Everything that can be refused is checked here, before the first frame: the bundle's hashes
+and shapes, the decoder's input width, the endpoints. A refusal raises with a message that
+names what is wrong; nothing half-starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from edge.audit import AuditLog
+from edge.bus import CurveKeys, CurveServer, Publisher, Subscriber
+from edge.capture import CameraCapture, CaptureOptions
+from edge.config import RuntimeConfig
+from edge.decoder import AdviceDecoder
+from edge.feeds import ClipFeed, Clock, LiveFeed, SystemClock
+from edge.loop import AdviceLoop, LoopParts
+from edge.manifest import BundleError, BundleManifest, load_bundle
+from edge.messages import TOPIC_NAV
+from edge.preprocess import Preprocessor
+from edge.vision import select_backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelParts:
+    """The heavy, feed-independent parts: loaded once, reusable across replays."""
+
+    manifest: BundleManifest
+    bundle_dir: Path
+    preprocessor: Preprocessor
+    vision: object
+    vision_reason: str
+    decoder: AdviceDecoder
+
+    def close(self) -> None:
+        self.decoder.close()
+        self.vision.close()  # type: ignore[attr-defined]
+
+
+def load_model_parts(config: RuntimeConfig, verify_hashes: bool = True) -> ModelParts:
+    if config.bundle is None:
+        raise BundleError("no bundle given (config key 'bundle' or --bundle)")
+    manifest, bundle_dir = load_bundle(config.bundle, verify_hashes=verify_hashes)
+    if manifest.profile.frames_per_clip != config.camera.frames_per_clip:
+        log.info(
+            "camera.frames_per_clip %d differs from the bundle's %d; the bundle's profile wins",
+            config.camera.frames_per_clip, manifest.profile.frames_per_clip,
+        )
+        config.camera.frames_per_clip = manifest.profile.frames_per_clip
+    choice = select_backend(bundle_dir, manifest, config.vision)
+    log.info("vision backend %s: %s", choice.backend.name, choice.reason)
+    preprocessor = Preprocessor(manifest.profile, manifest.normalization, resize_mode=config.camera.resize)
+    decoder = AdviceDecoder(bundle_dir, manifest, config.decoder)
+    return ModelParts(manifest, bundle_dir, preprocessor, choice.backend, choice.reason, decoder)
+
+
+@dataclass
+class BusParts:
+    context: zmq.Context
+    publisher: Publisher
+    nav_in: Subscriber
+    curve_server: CurveServer | None
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.nav_in.close()
+        if self.curve_server is not None:
+            self.curve_server.stop()
+        self.context.destroy(linger=0)
+
+
+def open_bus(config: RuntimeConfig) -> BusParts:
+    bus = config.bus
+    context = zmq.Context()
+    curve_server, keys = None, None
+    if bus.curve.enabled:
+        keys = CurveKeys.load(bus.curve.server_secret_key_file)  # type: ignore[arg-type]
+        curve_server = CurveServer(context, bus.curve.authorized_clients_dir)  # type: ignore[arg-type]
+    publisher = Publisher(bus.publish_endpoint, context=context, send_hwm=bus.send_hwm, curve_keys=keys)
+    nav_in = Subscriber(
+        bus.nav_endpoint, [TOPIC_NAV], context=context, bind=True, receive_hwm=bus.receive_hwm,
+        max_message_bytes=bus.max_message_bytes, curve_keys=keys,
+    )
+    return BusParts(context, publisher, nav_in, curve_server)
+
+
+def open_camera_feed(config: RuntimeConfig) -> LiveFeed:
+    camera = config.camera
+    if not camera.source:
+        raise BundleError("no camera source given (config key 'camera.source' or --camera)")
+    options = CaptureOptions(
+        interval_ms=camera.interval_ms,
+        frames_per_clip=camera.frames_per_clip,
+        loop=camera.loop_video,
+        backoff_min_s=camera.reopen_backoff_min_ms / 1000,
+        backoff_max_s=camera.reopen_backoff_max_ms / 1000,
+    )
+    return LiveFeed(CameraCapture(camera.source, options).start())
+
+
+@contextlib.contextmanager
+def running_loop(
+    config: RuntimeConfig,
+    *,
+    models: ModelParts | None = None,
+    feed: ClipFeed | None = None,
+    clock: Clock | None = None,
+    enforce_deadlines: bool = True,
+) -> Iterator[AdviceLoop]:
+    """Everything opened in order and closed in reverse, the audit log synced last."""
+    with contextlib.ExitStack() as stack:
+        if models is None:
+            models = load_model_parts(config)
+            stack.callback(models.close)
+        bus = open_bus(config)
+        stack.callback(bus.close)
+        if feed is None:
+            feed = open_camera_feed(config)
+        stack.callback(feed.close)
+        audit = None
+        if config.audit.path is not None:
+            audit = AuditLog(config.audit.path, config.audit.max_bytes, config.audit.keep)
+            stack.callback(audit.close)
+        parts = LoopParts(
+            manifest=models.manifest,
+            preprocessor=models.preprocessor,
+            vision=models.vision,  # type: ignore[arg-type]
+            vision_reason=models.vision_reason,
+            decoder=models.decoder,
+            feed=feed,
+            clock=clock or SystemClock(),
+            publisher=bus.publisher,
+            nav_in=bus.nav_in,
+            audit=audit,
+            enforce_deadlines=enforce_deadlines,
+        )
+        loop = AdviceLoop(config, parts)
+        loop.start_heartbeat()
+        stack.callback(loop.stop)
+        yield loop
+
+
+@contextlib.contextmanager
+def stop_on_signals(loop: AdviceLoop) -> Iterator[None]:
+    """SIGINT/SIGTERM stop the loop after the current cycle and sync the audit log at once, so a
+    supervisor's kill never leaves a torn record."""
+
+    def handler(signum: int, _frame: object) -> None:
+        log.warning("signal %d: stopping after this cycle", signum)
+        if loop.parts.audit is not None:
+            loop.parts.audit.sync()
+        loop.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

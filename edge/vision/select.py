@@ -1,0 +1,72 @@
+"""Pick the vision backend for this machine and say why.
+
+``auto`` prefers a TensorRT plan built for this very GPU and TensorRT version, then ONNX
+Runtime (CUDA if present, else CPU). ``precision=auto`` takes the INT8 model when calibration
+adopted one, else fp32. Every fallback is recorded as a reason that the loop publishes on
+``status``, so an operator sees *why* the car is running on the slow path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.config import VisionConfig
+from edge.manifest import BundleManifest, VisionArtifact
+from edge.vision.base import VisionBackend, VisionBackendError
+
+
+@dataclass
+class BackendChoice:
+    backend: VisionBackend
+    reason: str
+
+
+def _pick_onnx(manifest: BundleManifest, precision: str) -> tuple[VisionArtifact, str]:
+    onnx = {a.precision: a for a in manifest.adopted_vision("onnx")}
+    if precision == "auto":
+        precision = "int8" if "int8" in onnx else "fp32"
+    if precision not in onnx:
+        raise VisionBackendError(
+            f"the bundle has no adopted ONNX {precision} vision model (has: {sorted(onnx) or 'none'})"
+        )
+    return onnx[precision], f"ONNX {precision}"
+
+
+def _try_tensorrt(bundle_dir: Path, manifest: BundleManifest, config: VisionConfig) -> tuple[VisionBackend | None, str]:
+    plans = manifest.adopted_vision("tensorrt")
+    if config.precision not in ("auto",):
+        plans = [p for p in plans if p.precision == config.precision]
+    if not plans:
+        return None, "no TensorRT plan in the bundle"
+    try:
+        from edge.vision import tensorrt as trt_backend
+    except ImportError as exc:
+        return None, f"TensorRT backend unavailable ({exc})"
+    reasons = []
+    # Prefer INT8 over fp16 when both exist and the config leaves it open.
+    for plan in sorted(plans, key=lambda p: p.precision != "int8"):
+        try:
+            return trt_backend.TensorRTBackend(bundle_dir, plan), f"TensorRT {plan.precision} plan matches this GPU"
+        except VisionBackendError as exc:
+            reasons.append(str(exc))
+    return None, "; ".join(reasons)
+
+
+def select_backend(bundle_dir: Path, manifest: BundleManifest, config: VisionConfig) -> BackendChoice:
+    from edge.vision.onnxruntime import OnnxRuntimeBackend
+
+    trt_reason = "TensorRT not requested"
+    if config.backend in ("auto", "tensorrt"):
+        backend, trt_reason = _try_tensorrt(bundle_dir, manifest, config)
+        if backend is not None:
+            return BackendChoice(backend, trt_reason)
+        if config.backend == "tensorrt":
+            raise VisionBackendError(f"vision.backend=tensorrt but it cannot run here: {trt_reason}")
+    precision = "auto" if config.precision == "fp16" else config.precision
+    artifact, what = _pick_onnx(manifest, precision)
+    backend = OnnxRuntimeBackend(bundle_dir, artifact, threads=config.threads)
+    reason = f"{what} on {backend.provider}"
+    if config.backend == "auto":
+        reason += f" (TensorRT skipped: {trt_reason})"
+    return BackendChoice(backend, reason)

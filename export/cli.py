@@ -1,0 +1,140 @@
+"""`edge export ...`: tiny checkpoint, bundle (and verify, registered by the decoder side).
+
+Heavy imports (torch, transformers, onnx, gguf) happen inside the command functions so that
+`edge --help` stays fast and the device never needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (VmHWM), in bytes."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _cmd_tiny(args: argparse.Namespace) -> int:
+    from export.tiny import make_tiny_checkpoint
+
+    path = make_tiny_checkpoint(
+        args.out,
+        seed=args.seed,
+        preset=args.preset,
+        shard_size_mb=args.shard_size_mb,
+        dtype=args.dtype,
+        expert_layout=args.expert_layout,
+    )
+    size = sum(p.stat().st_size for p in path.glob("*.safetensors"))
+    print(f"tiny checkpoint ({args.preset}, seed {args.seed}) written to {path} ({size / 2**20:.1f} MiB of weights)")
+    return 0
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from edge.manifest import BundleError
+    from export.bundle import build_bundle
+    from export.checkpoint import CheckpointError
+
+    try:
+        manifest = build_bundle(
+            args.checkpoint,
+            args.out,
+            width=args.width,
+            height=args.height,
+            frames=args.frames,
+            quants=args.quant or None,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+            include_decoder=not args.vision_only,
+            self_check=not args.no_self_check,
+        )
+    except (BundleError, CheckpointError) as exc:
+        print(f"edge export bundle: {exc}", file=sys.stderr)
+        return 2
+    checkpoint_bytes = manifest.source.get("checkpoint_bytes", 0)
+    peak = peak_rss_bytes()
+    print(f"bundle written to {args.out} (bundle sha256 {manifest.bundle_sha256()[:16]})")
+    print(f"  profile {manifest.profile.width}x{manifest.profile.height}, {manifest.profile.frames_per_clip} frames "
+          f"-> {manifest.profile.tokens_per_clip} visual tokens per clip")
+    for art in manifest.vision:
+        acc = art.accuracy or {}
+        extra = f", self-check cosine min {acc['cosine_min']:.7f}" if "cosine_min" in acc else ""
+        print(f"  vision  {art.path} {art.precision} {art.input_shape} -> {art.output_shape}{extra}")
+    for art in manifest.decoder:
+        print(f"  decoder {art.path} {art.quant} n_embd {art.n_embd} n_embd_inp {art.n_embd_inp}")
+    print(f"  peak RSS {peak / 2**20:.0f} MiB; checkpoint weights {checkpoint_bytes / 2**20:.1f} MiB")
+    return 0
+
+
+def register(subparsers) -> None:
+    export = subparsers.add_parser(
+        "export",
+        help="checkpoint -> model bundle (needs the [export] extra: torch, transformers, onnx, gguf)",
+        description="Workstation-side export: HF checkpoint -> bundle (vision ONNX + GGUF decoder + manifest).",
+    )
+    commands = export.add_subparsers(dest="export_command", metavar="EXPORT_COMMAND", required=True)
+
+    tiny = commands.add_parser("tiny", help="write a tiny random-initialised Qwen3-VL-MoE checkpoint (tests, demo)")
+    tiny.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--preset", choices=["tiny", "full-vision"], default="tiny",
+                      help="full-vision: real 30B-A3B vision tower dimensions (~0.54B params) with the tiny decoder")
+    tiny.add_argument("--shard-size-mb", type=float, default=None,
+                      help="split weights into shards of at most this size (with model.safetensors.index.json)")
+    tiny.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    tiny.add_argument("--expert-layout", choices=["transformers", "original"], default="transformers",
+                      help="original: fused experts stored transposed, as the Qwen release does")
+    tiny.set_defaults(func=_cmd_tiny)
+
+    bundle = commands.add_parser("bundle", help="export a checkpoint to a model bundle for one camera profile")
+    bundle.add_argument("--checkpoint", type=Path, required=True, help="HF checkpoint folder (Qwen3VLMoeForConditionalGeneration)")
+    bundle.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    bundle.add_argument("--width", type=int, required=True, help="input width in pixels (multiple of 32)")
+    bundle.add_argument("--height", type=int, required=True, help="input height in pixels (multiple of 32)")
+    bundle.add_argument("--frames", type=int, required=True, help="frames per clip (even: 2 frames per temporal patch)")
+    bundle.add_argument("--quant", action="append", choices=["q4_k_m", "q4_0", "q8_0", "f16", "f32"],
+                        help="decoder quantisation (repeat for several; default q4_k_m)")
+    bundle.add_argument("--overwrite", action="store_true", help="replace an existing bundle in --out")
+    bundle.add_argument("--vision-only", action="store_true", help="skip the decoder (vision ONNX + manifest only)")
+    bundle.add_argument("--no-self-check", action="store_true",
+                        help="skip the ONNX Runtime vs transformers check of the exported vision graph")
+    bundle.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bundle.set_defaults(func=_cmd_bundle)
+
+    # ---- `edge export verify` (decoder side, helper X2) --------------------------------------
+    # Registered from export.verify_cli.register_verify(commands) when that module exists, so the
+    # decoder side can add its subcommand without editing this file.
+    try:
+        from export.verify_cli import register_verify
+    except ModuleNotFoundError as exc:
+        if exc.name != "export.verify_cli":
+            raise
+    else:
+        register_verify(commands)
+
+    # ---- `edge export trt` (calibration/TensorRT side, helper C) ------------------------------
+    from export.trt import register_trt
+
+    register_trt(commands)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m export.cli export bundle ...`), same as `edge export ...`."""
+    parser = argparse.ArgumentParser(prog="edge")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Vision tower of Qwen3-VL-MoE -> ONNX fp32 for one fixed camera profile.
+
+Input  `pixel_values` [patches_per_clip, 3*2*16*16]: flattened patches exactly as the HF image/video
+       processor lays them out (frame pairs in time order; inside a pair, patches in 2x2 merge-block
+       order), i.e. what `Qwen3VLMoeVisionModel` consumes.
+Output `vision_embeds` [tokens_per_clip, n_embd * (1 + k)]: one row per visual token in raster order
+       per frame pair, laid out as llama.cpp wants decoder input rows: [merger | deepstack 1 .. k].
+
+Everything that depends only on the grid (interpolated learned position embeddings, rotary cos/sin,
+the per-frame-pair attention segments) is computed once here in torch and baked into the graph as
+constants, so the graph has static shapes and no data-dependent control flow. Only the vision weights
+are read from the checkpoint (streamed), never the 60 GB decoder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.manifest import CameraProfile
+from export.checkpoint import CheckpointError, CheckpointReader
+
+INPUT_NAME = "pixel_values"
+OUTPUT_NAME = "vision_embeds"
+OPSET = 17
+# Protobuf refuses messages over 2 GiB; stay well below it before switching to external data.
+EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000
+
+
+@dataclass
+class VisionExport:
+    path: Path
+    external_data: Path | None
+    input_shape: list[int]
+    output_shape: list[int]
+    n_embd: int
+    n_deepstack: int
+    input_name: str = INPUT_NAME
+    output_name: str = OUTPUT_NAME
+    accuracy: dict = field(default_factory=dict)
+
+
+def _vision_config(reader: CheckpointReader):
+    from transformers import Qwen3VLMoeConfig
+
+    return Qwen3VLMoeConfig.from_dict(reader.config).vision_config
+
+
+def check_profile_against_config(profile: CameraProfile, vision_config: dict) -> None:
+    """The profile's patch geometry must be the tower's, else the exported graph means nothing."""
+    want = {
+        "patch_size": vision_config.get("patch_size", 16),
+        "temporal_patch_size": vision_config.get("temporal_patch_size", 2),
+        "merge_size": vision_config.get("spatial_merge_size", 2),
+    }
+    for key, value in want.items():
+        if getattr(profile, key) != value:
+            raise CheckpointError(f"camera profile {key}={getattr(profile, key)} but the checkpoint's vision tower uses {value}")
+
+
+def load_vision_tower(reader: CheckpointReader, progress: bool = True):
+    """Build Qwen3VLMoeVisionModel (fp32, eval, eager attention) from the checkpoint's vision weights only.
+
+    The module is created on the meta device (no random init, no memory) and the streamed fp32
+    tensors are assigned in place, so peak memory is one copy of the vision tower.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from tqdm import tqdm
+    from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import (
+        Qwen3VLMoeVisionModel,
+        Qwen3VLMoeVisionRotaryEmbedding,
+    )
+
+    config = _vision_config(reader)
+    with torch.device("meta"):
+        visual = Qwen3VLMoeVisionModel(config)
+    prefix = reader.vision_prefix()
+    names = [n for n in reader.tensor_names() if n.startswith(prefix)]
+    state = {}
+    for name, tensor in tqdm(
+        reader.iter_prefix(prefix), total=len(names), desc="vision weights", unit="tensor", disable=not progress
+    ):
+        state[name[len(prefix):]] = tensor
+    missing, unexpected = visual.load_state_dict(state, strict=False, assign=True)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{reader.path}: vision weights do not match the config "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    # Non-persistent buffers (rotary inverse frequencies) are not in the checkpoint: rebuild on CPU.
+    visual.rotary_pos_emb = Qwen3VLMoeVisionRotaryEmbedding(config)
+    leftovers = [n for n, t in [*visual.named_parameters(), *visual.named_buffers()] if t.is_meta]
+    if leftovers:
+        raise CheckpointError(f"vision tower tensors not loaded: {leftovers[:5]}")
+    # Eager attention is plain matmul/softmax: exports cleanly and matches sdpa to fp32 rounding.
+    visual.config._attn_implementation = "eager"
+    return visual.float().eval()
+
+
+def build_static_encoder(visual, profile: CameraProfile):
+    """The export wrapper: pixel_values -> [merger | deepstack 1..k] rows for the fixed profile.
+    (The torch.nn.Module class is defined inside so that importing this module needs no torch.)"""
+    import torch
+    from transformers.vision_utils import (
+        get_vision_cu_seqlens,
+        get_vision_interpolation_indices_and_weights,
+        get_vision_position_ids,
+    )
+
+    class _StaticVisionEncoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = visual
+            grid = torch.tensor([profile.grid_thw()], dtype=torch.int64)
+            with torch.no_grad():
+                # The same helpers HF's forward uses, evaluated once for the fixed grid.
+                indices, weights = get_vision_interpolation_indices_and_weights(
+                    grid,
+                    num_grid_per_side=visual.num_grid_per_side,
+                    mode=visual.interpolation_mode,
+                    align_corners=visual.interpolation_align_corners,
+                    spatial_merge_size=visual.config.spatial_merge_size,
+                )
+                pos_embeds = (visual.pos_embed(indices) * weights[:, :, None]).sum(1)
+                position_ids = get_vision_position_ids(grid, visual.spatial_merge_size)
+                cos, sin = visual.rotary_pos_emb(pos_embeds, position_ids)
+            self.register_buffer("pos_embeds", pos_embeds.float().contiguous(), persistent=False)
+            self.register_buffer("rope_cos", cos.float().contiguous(), persistent=False)
+            self.register_buffer("rope_sin", sin.float().contiguous(), persistent=False)
+            # A plain tensor attribute: the attention's per-segment split reads it with .tolist(),
+            # which the tracer records as constants (one segment per frame pair).
+            self.cu_seqlens = get_vision_cu_seqlens(grid)
+            self.deepstack_slot = {layer: k for k, layer in enumerate(visual.deepstack_visual_indexes)}
+
+        def forward(self, pixel_values):
+            hidden = self.visual.patch_embed(pixel_values) + self.pos_embeds
+            deepstack = [None] * len(self.deepstack_slot)
+            for layer, block in enumerate(self.visual.blocks):
+                hidden = block(hidden, cu_seqlens=self.cu_seqlens, position_embeddings=(self.rope_cos, self.rope_sin))
+                if layer in self.deepstack_slot:
+                    slot = self.deepstack_slot[layer]
+                    deepstack[slot] = self.visual.deepstack_merger_list[slot](hidden)
+            merged = self.visual.merger(hidden)
+            return torch.cat([merged, *deepstack], dim=-1)
+
+    return _StaticVisionEncoder().eval()
+
+
+def reference_outputs(visual, pixel_values, profile: CameraProfile) -> list:
+    """transformers' own forward on the same input: [merger, deepstack 1..k] as float32 numpy arrays."""
+    import torch
+
+    grid = torch.tensor([profile.grid_thw()], dtype=torch.int64)
+    with torch.no_grad():
+        out = visual(torch.as_tensor(pixel_values, dtype=torch.float32), grid_thw=grid, return_dict=True)
+    return [out.pooler_output.float().numpy(), *[f.float().numpy() for f in out.deepstack_features]]
+
+
+def split_output(rows, n_embd: int) -> list:
+    """Split `vision_embeds` columns back into [merger, deepstack 1..k]."""
+    width = rows.shape[-1]
+    if width % n_embd:
+        raise ValueError(f"vision output width {width} is not a multiple of n_embd {n_embd}")
+    return [rows[..., i * n_embd:(i + 1) * n_embd] for i in range(width // n_embd)]
+
+
+def compare_outputs(got: list, want: list) -> dict:
+    """Per-output cosine and max-abs-diff (names: merger, deepstack_1..k)."""
+    import numpy as np
+
+    report = {}
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        a64 = np.asarray(a, dtype=np.float64).ravel()
+        b64 = np.asarray(b, dtype=np.float64).ravel()
+        cosine = float(a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64) + 1e-30))
+        name = "merger" if i == 0 else f"deepstack_{i}"
+        report[name] = {"cosine": cosine, "max_abs_diff": float(np.max(np.abs(a64 - b64)))}
+    return report
+
+
+def random_pixel_values(profile: CameraProfile, seed: int = 0):
+    """Normalised-range pixels ([-1, 1] after mean/std 0.5) in the processor's layout."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1.0, 1.0, size=(profile.patches_per_clip, profile.patch_dim)).astype(np.float32)
+
+
+def _save_onnx(tmp_path: Path, out_path: Path) -> Path | None:
+    """Re-save the exported graph next to `out_path`; one external data file when it is too big."""
+    import onnx
+
+    model = onnx.load(str(tmp_path), load_external_data=True)
+    weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
+    external = out_path.with_name(out_path.name + ".data")
+    external.unlink(missing_ok=True)  # onnx appends to an existing data file
+    if weight_bytes > EXTERNAL_DATA_THRESHOLD_BYTES:
+        onnx.save_model(
+            model,
+            str(out_path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=external.name,
+            size_threshold=1024,
+        )
+        return external
+    onnx.save_model(model, str(out_path))
+    return None
+
+
+def export_vision_onnx(
+    reader: CheckpointReader,
+    profile: CameraProfile,
+    out_path: Path | str,
+    progress: bool = True,
+    self_check: bool = True,
+    visual=None,
+) -> VisionExport:
+    """Export the vision tower for `profile` to `out_path` (ONNX fp32, opset 17, static shapes).
+
+    self_check: run ONNX Runtime and transformers on the same random pixels and record per-output
+    cosine / max-abs-diff in the result's `accuracy` (and fail loudly if the export is not faithful).
+    """
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    check_profile_against_config(profile, reader.vision_config)
+    steps = tqdm(total=3 if self_check else 2, desc="vision onnx", unit="step", disable=not progress)
+    if visual is None:
+        visual = load_vision_tower(reader, progress=progress)
+    n_embd = int(visual.config.out_hidden_size)
+    n_deepstack = len(visual.deepstack_visual_indexes)
+    encoder = build_static_encoder(visual, profile)
+    dummy = torch.zeros(profile.patches_per_clip, profile.patch_dim, dtype=torch.float32)
+
+    steps.set_postfix_str("tracing")
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # Expected: the per-frame-pair split sizes become constants, which is what a fixed profile wants.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        tmp_path = Path(tmp) / "vision.onnx"
+        torch.onnx.export(
+            encoder,
+            (dummy,),
+            str(tmp_path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,  # the TorchScript exporter handles the per-segment attention split
+        )
+        steps.update()
+        steps.set_postfix_str("saving")
+        external = _save_onnx(tmp_path, out_path)
+        steps.update()
+
+    result = VisionExport(
+        path=out_path,
+        external_data=external,
+        input_shape=[profile.patches_per_clip, profile.patch_dim],
+        output_shape=[profile.tokens_per_clip, n_embd * (1 + n_deepstack)],
+        n_embd=n_embd,
+        n_deepstack=n_deepstack,
+    )
+    if self_check:
+        import onnxruntime as ort
+
+        steps.set_postfix_str("self-check")
+        pixels = random_pixel_values(profile, seed=0)
+        session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
+        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: pixels})
+        if list(got.shape) != result.output_shape:
+            raise RuntimeError(f"exported vision graph gives {list(got.shape)}, expected {result.output_shape}")
+        report = compare_outputs(split_output(got, n_embd), reference_outputs(visual, pixels, profile))
+        worst = min(r["cosine"] for r in report.values())
+        result.accuracy = {
+            "reference": "transformers Qwen3VLMoeVisionModel, fp32, random pixels seed 0",
+            "cosine_min": worst,
+            "max_abs_diff": max(r["max_abs_diff"] for r in report.values()),
+            "outputs": report,
+        }
+        if not np.isfinite(worst) or worst < 0.9999:
+            raise RuntimeError(f"vision ONNX export diverges from transformers: {report}")
+        steps.update()
+    steps.close()
+    return result

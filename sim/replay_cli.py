@@ -1,0 +1,67 @@
+"""`edge sim`: replay a drive video through the runtime and write a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge.client import AdviceEvent, format_advice_line
+from edge.loop import CycleOutcome
+from sim.replay import MODES, replay_config, replay_scene
+
+
+def _print_cycle(outcome: CycleOutcome) -> None:
+    print(format_advice_line(AdviceEvent(outcome.advice, 0, 0.0)), flush=True)
+
+
+def _main(args: argparse.Namespace) -> int:
+    bundle = args.bundle
+    if bundle is None:
+        from export.train.default import ensure_default_bundle
+
+        bundle = ensure_default_bundle()
+    video = Path(args.video)
+    scene_dir = video.parent
+    nav = args.nav or (scene_dir / "nav.jsonl" if (scene_dir / "nav.jsonl").is_file() and args.auto_sidecars else None)
+    labels = args.labels or (
+        scene_dir / "labels.jsonl" if (scene_dir / "labels.jsonl").is_file() and args.auto_sidecars else None
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = replay_config(
+        bundle, vision_precision=args.vision_precision, decoder_quant=args.decoder_quant,
+        interval_ms=args.interval_ms, audit_path=args.out / "audit.jsonl", overrides=args.overrides,
+        config_file=args.config,
+    )
+    result = replay_scene(
+        bundle, video, nav, labels, mode=args.mode, speed=args.speed, out_dir=args.out, config=config,
+        max_cycles=args.max_cycles, on_cycle=_print_cycle if not args.quiet else lambda _o: None,
+    )
+    report = result.report.report if result.report else {}
+    summary = f"{len(result.advice)} advice in {result.wall_s:.1f} s ({args.mode})"
+    if report.get("accuracy") is not None:
+        summary += f"; meta-action accuracy {report['accuracy']:.1%} against {labels}"
+    print(summary, file=sys.stderr)
+    print(f"report: {result.report.report_md if result.report else args.out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sim", help="replay a drive video through the runtime and write a report")
+    parser.add_argument("--bundle", type=Path, help="model bundle (default: the built-in trained model)")
+    parser.add_argument("--video", required=True, type=Path, help="drive video (recorded or from `edge scene`)")
+    parser.add_argument("--nav", type=Path, help="navigation timeline (nav.jsonl)")
+    parser.add_argument("--labels", type=Path, help="ground-truth labels (labels.jsonl) for accuracy")
+    parser.add_argument("--no-sidecars", dest="auto_sidecars", action="store_false",
+                        help="do not pick up nav.jsonl/labels.jsonl next to the video")
+    parser.add_argument("--mode", choices=MODES, default="lockstep")
+    parser.add_argument("--speed", type=float, default=1.0, help="realtime playback speed factor")
+    parser.add_argument("--interval-ms", type=int, default=500, help="sampling interval")
+    parser.add_argument("--vision-precision", default="auto", choices=["auto", "fp32", "int8", "fp16"])
+    parser.add_argument("--decoder-quant", default="auto", help="decoder artifact: auto, f16, q4_k_m, ...")
+    parser.add_argument("--max-cycles", type=int)
+    parser.add_argument("--config", type=Path, help="runtime TOML configuration")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--quiet", action="store_true", help="do not print advice lines")
+    parser.add_argument("--out", required=True, type=Path, help="output folder for the report")
+    parser.set_defaults(func=_main)

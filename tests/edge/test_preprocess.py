@@ -1,0 +1,254 @@
+"""Our preprocessing against the transformers Qwen2/3-VL processor on the same frames.
+
+The reference is transformers itself: `Qwen2VLImageProcessorPil` (torchvision-free) for images,
+and for clips (frame pairs) the Qwen3-VL video processor's own `patchify` on frames rescaled and
+normalised by the image processor's own functions (the video processor's normalise step needs
+torchvision, which this project never installs).
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.manifest import CameraProfile, Normalization
+from edge.preprocess import Preprocessor
+
+PROFILE = CameraProfile(width=448, height=256, frames_per_clip=4)
+QWEN3_VL = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+# Different per channel: a swapped BGR/RGB order cannot hide behind equal statistics.
+OPENAI_CLIP = Normalization(
+    mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)
+)
+NORMALIZATIONS = pytest.mark.parametrize("norm", [QWEN3_VL, OPENAI_CLIP], ids=["qwen3vl", "clip"])
+
+
+def hf_image_processor(profile: CameraProfile, norm: Normalization, **size):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers = pytest.importorskip("transformers")
+    kwargs = {"size": size} if size else {"do_resize": False}
+    return transformers.Qwen2VLImageProcessorPil(
+        patch_size=profile.patch_size,
+        temporal_patch_size=profile.temporal_patch_size,
+        merge_size=profile.merge_size,
+        image_mean=list(norm.mean),
+        image_std=list(norm.std),
+        rescale_factor=norm.rescale_factor,
+        **kwargs,
+    )
+
+
+def read_frames(videos, count: int, step: int = 7) -> list[np.ndarray]:
+    """`count` full-size BGR frames, `step` frames apart, from the first video long enough."""
+    for video in videos:
+        cap = cv2.VideoCapture(str(video))
+        frames = []
+        index = 0
+        while len(frames) < count:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index % step == 0:
+                frames.append(frame)
+            index += 1
+        cap.release()
+        if len(frames) == count:
+            return frames
+    pytest.skip("no drive video long enough")
+
+
+@pytest.fixture(scope="module")
+def resized_frames(request) -> list[np.ndarray]:
+    """Profile-sized BGR frames: noise (every grey level) plus real drive frames when present."""
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (PROFILE.height, PROFILE.width, 3), dtype=np.uint8) for _ in range(2)]
+    from tests.conftest import DRIVE_DIR
+
+    videos = sorted(DRIVE_DIR.glob("*.mp4"))
+    if videos:
+        cap = cv2.VideoCapture(str(videos[0]))
+        for _ in range(2):
+            ok, frame = cap.read()
+            assert ok
+            frames.append(cv2.resize(frame, (PROFILE.width, PROFILE.height), interpolation=cv2.INTER_AREA))
+        cap.release()
+    else:
+        frames += [rng.integers(0, 256, frames[0].shape, dtype=np.uint8) for _ in range(2)]
+    return frames
+
+
+@NORMALIZATIONS
+def test_image_matches_transformers_processor(resized_frames, norm):
+    hf = hf_image_processor(PROFILE, norm)
+    rgb = [np.ascontiguousarray(f[:, :, ::-1]) for f in resized_frames]
+    want = hf(images=rgb, return_tensors="np")
+    per_image = PROFILE.grid_h * PROFILE.grid_w
+    assert want["image_grid_thw"].tolist() == [[1, PROFILE.grid_h, PROFILE.grid_w]] * len(rgb)
+    ours = Preprocessor(PROFILE, norm, input_order="bgr")
+    for i, frame in enumerate(resized_frames):
+        got = ours.preprocess_image(frame)
+        assert got.dtype == np.float32 and got.shape == (per_image, PROFILE.patch_dim)
+        expected = want["pixel_values"][i * per_image : (i + 1) * per_image]
+        assert np.max(np.abs(got - expected)) <= 1e-6
+
+
+@NORMALIZATIONS
+def test_clip_matches_transformers_video_layout(resized_frames, norm):
+    torch = pytest.importorskip("torch")
+    hf = hf_image_processor(PROFILE, norm)
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    # transformers' own rescale + normalise (channels first), then its own video patchify.
+    normalised = [
+        hf.normalize(
+            hf.rescale(np.ascontiguousarray(f[:, :, ::-1].transpose(2, 0, 1)), norm.rescale_factor),
+            list(norm.mean),
+            list(norm.std),
+        )
+        for f in resized_frames
+    ]
+    video = torch.from_numpy(np.stack(normalised))[None]
+    patches, grid_t, grid_h, grid_w = Qwen3VLVideoProcessor.patchify(
+        Qwen3VLVideoProcessor(),
+        video,
+        patch_size=PROFILE.patch_size,
+        merge_size=PROFILE.merge_size,
+        temporal_patch_size=PROFILE.temporal_patch_size,
+    )
+    ours = Preprocessor(PROFILE, norm, input_order="bgr")
+    got = ours(resized_frames)
+    assert (grid_t, grid_h, grid_w) == ours.grid_thw == tuple(PROFILE.grid_thw())
+    assert got.shape == (PROFILE.patches_per_clip, PROFILE.patch_dim) == tuple(patches.shape[1:])
+    assert np.max(np.abs(got - patches[0].numpy())) <= 1e-6
+
+    # The same clip assembled from the image processor's output: a frame pair's rows are the first
+    # frame's patches with temporal slot 1 taken from the second frame.
+    images = hf(images=[np.ascontiguousarray(f[:, :, ::-1]) for f in resized_frames], return_tensors="np")
+    t = PROFILE.temporal_patch_size
+    per_image = images["pixel_values"].reshape(len(resized_frames), PROFILE.patches_per_pair, 3, t, -1)
+    pairs = per_image[::t].copy()
+    pairs[:, :, :, 1] = per_image[1::t, :, :, 1]
+    assert np.max(np.abs(got - pairs.reshape(got.shape))) <= 1e-6
+
+
+@pytest.mark.parametrize("resize_filter", ["fast", "area"])
+def test_encoder_output_with_our_resize_stays_close(tiny_checkpoint, drive_videos, resize_filter):
+    """Full-size drive frames: our crop + OpenCV resize vs the transformers processor's own PIL
+    resize, both fed through the tiny checkpoint's transformers vision tower.
+
+    The HF processor always keeps the aspect ratio, so it is handed the centre window with the
+    profile's aspect (448:256 = 1.75; a numpy slice, no resampling: the same window our "crop"
+    mode takes) and `longest_edge` = 448*256 pixels: its smart_resize then lands exactly on
+    448x256 (1260x720 and 945x540 windows are 2.8125x and 2.109375x the profile, exact in binary),
+    which the grid assertion double-checks. It has no torchvision-free video path, so each frame
+    goes through as an image and the clip's frame pairs are assembled from its patches.
+    """
+    from export.checkpoint import CheckpointReader
+    from export.vision_onnx import compare_outputs, load_vision_tower, reference_outputs
+
+    frames = read_frames(drive_videos, PROFILE.frames_per_clip)
+    hf = hf_image_processor(
+        PROFILE, QWEN3_VL, shortest_edge=32 * 32, longest_edge=PROFILE.width * PROFILE.height
+    )
+    fh, fw = frames[0].shape[:2]
+    cw = round(fh * PROFILE.width / PROFILE.height)
+    x0 = (fw - cw) // 2
+    hf_input = [np.ascontiguousarray(f[:, x0 : x0 + cw, ::-1]) for f in frames]
+    images = hf(images=hf_input, return_tensors="np")
+    assert images["image_grid_thw"].tolist() == [[1, PROFILE.grid_h, PROFILE.grid_w]] * len(frames)
+    t = PROFILE.temporal_patch_size
+    per_image = images["pixel_values"].reshape(len(frames), PROFILE.patches_per_pair, 3, t, -1)
+    hf_clip = per_image[::t].copy()
+    hf_clip[:, :, :, 1] = per_image[1::t, :, :, 1]
+    hf_clip = hf_clip.reshape(PROFILE.patches_per_clip, PROFILE.patch_dim)
+
+    ours = Preprocessor(PROFILE, QWEN3_VL, resize_mode="crop", resize_filter=resize_filter)(frames).copy()
+    # The resize filters differ (PIL bicubic vs OpenCV), so pixels differ a little, not a lot.
+    assert 0 < np.sqrt(np.mean((ours - hf_clip) ** 2)) < 0.02
+
+    visual = load_vision_tower(CheckpointReader(tiny_checkpoint), progress=False)
+    report = compare_outputs(
+        reference_outputs(visual, ours, PROFILE), reference_outputs(visual, hf_clip, PROFILE)
+    )
+    assert set(report) == {"merger", "deepstack_1", "deepstack_2", "deepstack_3"}
+    for name, stats in report.items():
+        assert stats["cosine"] >= 0.999, (name, stats)
+
+
+def test_crop_takes_the_centred_window_and_letterbox_keeps_everything():
+    frame = np.full((720, 1280, 3), 100, dtype=np.uint8)
+    frame[:, :10] = (0, 0, 255)  # red edges exactly where a 1.75 window of a 16:9 frame ends
+    frame[:, -10:] = (0, 0, 255)
+    crop = Preprocessor(PROFILE, QWEN3_VL, resize_mode="crop")
+    assert np.array_equal(crop.resized(frame), np.full((256, 448, 3), 100, np.uint8))
+
+    letterbox = Preprocessor(PROFILE, QWEN3_VL, resize_mode="letterbox")
+    boxed = letterbox.resized(frame)  # 1280x720 fits as 448x252: 2 rows of bars top and bottom
+    assert np.all(boxed[:2] == 128) and np.all(boxed[-2:] == 128)
+    assert boxed[2:-2, 0, 2].min() > 200  # the red edge survived
+
+    square = np.full((640, 640, 3), 30, dtype=np.uint8)
+    boxed = letterbox.resized(square)  # 256x256 in the middle, mean-colour bars left and right
+    assert np.all(boxed[:, :96] == 128) and np.all(boxed[:, -96:] == 128)
+    assert np.all(boxed[:, 96:-96] == 30)
+    pixels = letterbox.preprocess_image(square).reshape(
+        PROFILE.grid_h // 2, PROFILE.grid_w // 2, 2, 2, 3, 2, 16, 16
+    )
+    # Bars are the uint8 level nearest the mean (128 for 0.5): they normalise to ~0 (1/255 / 0.5
+    # off). The first three 32-px token columns are all bar.
+    assert np.all(np.abs(pixels[:, :3]) <= 1 / 255 / 0.5 + 1e-7)
+    assert np.abs(pixels[:, 4:-4]).min() > 0.5  # the grey-30 content is far from the mean
+
+
+def test_profile_sized_frames_are_not_resampled(resized_frames):
+    ours = Preprocessor(PROFILE, QWEN3_VL)
+    for frame in resized_frames:
+        assert np.array_equal(ours.resized(frame), frame)
+
+
+def test_resized_frames_are_reused_across_sliding_clips(resized_frames):
+    frames = [f.copy() for f in resized_frames] + [f[::-1].copy() for f in resized_frames]
+    big = [cv2.resize(f, (896, 512), interpolation=cv2.INTER_CUBIC) for f in frames]
+    cached = Preprocessor(PROFILE, QWEN3_VL)
+    uncached = Preprocessor(PROFILE, QWEN3_VL, cache_frames=0)
+    outputs = []
+    for start in range(len(big) - 3):
+        clip = big[start : start + 4]
+        out = cached(clip)
+        outputs.append(out)
+        assert np.array_equal(out, uncached(clip))
+    assert cached.resizes == len(big)  # each frame once, not once per clip
+    assert uncached.resizes == 4 * (len(big) - 3)
+    assert all(o is outputs[0] for o in outputs)  # one preallocated output buffer
+
+
+def test_bad_input_is_refused_clearly(resized_frames):
+    ours = Preprocessor(PROFILE, QWEN3_VL)
+    with pytest.raises(ValueError, match="frames_per_clip=4"):
+        ours(resized_frames[:3])
+    with pytest.raises(ValueError, match=r"uint8 \[H, W, 3\]"):
+        ours.preprocess_image(resized_frames[0].astype(np.float32))
+    with pytest.raises(ValueError, match=r"uint8 \[H, W, 3\]"):
+        ours.preprocess_image(resized_frames[0][:, :, 0])
+    with pytest.raises(ValueError, match="multiple of the temporal patch"):
+        ours.normalize_patchify(resized_frames[:3])
+    with pytest.raises(ValueError, match="resize_mode"):
+        Preprocessor(PROFILE, QWEN3_VL, resize_mode="stretch")
+
+
+def test_preprocess_bench_reports_both_sides_on_the_same_grid(tmp_path):
+    pytest.importorskip("transformers")
+    from edge.bench.preprocess import run_preprocess_bench
+    from edge.benchreport import write_report
+
+    report = run_preprocess_bench(clips=2, ours_per_hf=2)  # shape and plumbing, not speed
+    assert report["bench"] == "preprocess"
+    assert set(report["results"]) == {"ours", "ours_streaming", "hf"}
+    assert report["results"]["hf"]["n"] == 2 and report["results"]["ours"]["n"] == 4
+    assert report["ratios"]["hf_over_ours_median"] > 0
+    # Same work on both sides: normalised pixels differ only by the resize filter.
+    assert 0 < report["setup"]["pixel_mean_abs_diff_normalised"] < 0.05
+    assert write_report(tmp_path / "pre.json", report).exists()

@@ -1,0 +1,147 @@
+"""`edge export bundle`: validation before work, a loadable bundle, hashes that catch tampering."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from edge.manifest import BundleError, load_bundle
+from export.bundle import build_bundle
+from export.checkpoint import CheckpointError
+from export.cli import main as export_main
+
+# The decoder half is helper X2's export.gguf_decoder; until it exists the bundle is built vision-only.
+HAS_DECODER = importlib.util.find_spec("export.gguf_decoder") is not None
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    manifest = build_bundle(tiny_checkpoint, out, width=448, height=256, frames=4, quants=["q4_k_m"],
+                            progress=False, include_decoder=HAS_DECODER)
+    return out, manifest
+
+
+def test_bundle_is_written_and_loads(bundle, tiny_checkpoint):
+    out, written = bundle
+    manifest, folder = load_bundle(out)
+    assert folder == out
+    assert manifest.model_dump() == written.model_dump()
+    profile = manifest.profile
+    assert (profile.width, profile.height, profile.frames_per_clip, profile.tokens_per_clip) == (448, 256, 4, 224)
+    assert manifest.normalization.mean == (0.5, 0.5, 0.5) and manifest.normalization.std == (0.5, 0.5, 0.5)
+    tokenizer = json.loads((tiny_checkpoint / "tokenizer.json").read_text())
+    ids = {t["content"]: t["id"] for t in tokenizer["added_tokens"]}
+    assert manifest.special_tokens.image_pad == ids["<|image_pad|>"]
+    assert manifest.special_tokens.im_end == ids["<|im_end|>"]
+    assert manifest.special_tokens.video_pad == ids["<|video_pad|>"]
+    (vision,) = manifest.vision
+    assert (vision.format, vision.precision, vision.input_name, vision.output_name) == ("onnx", "fp32", "pixel_values", "vision_embeds")
+    assert vision.input_shape == [224 * 4, 1536] and vision.output_shape == [224, 1024]
+    assert vision.accuracy["cosine_min"] >= 0.9999
+    assert "<|vision_start|><|video_pad|><|vision_end|>" in manifest.prompt["chat_template"]
+    on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert sorted(manifest.files) == on_disk  # every file is hashed
+    assert manifest.source["config_sha256"] and manifest.source["checkpoint_bytes"] > 0
+    if HAS_DECODER:
+        (decoder,) = manifest.decoder
+        assert decoder.quant == "q4_k_m" and decoder.n_embd_inp == vision.output_shape[1]
+    assert len(manifest.bundle_sha256()) == 64
+
+
+def test_tampered_or_missing_file_is_refused(bundle, tmp_path):
+    out = shutil.copytree(bundle[0], tmp_path / "copy")
+    onnx_path = out / "vision" / "vision_fp32.onnx"
+    data = bytearray(onnx_path.read_bytes())
+    data[-10] ^= 0xFF
+    onnx_path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"sha256 of 'vision/vision_fp32.onnx'"):
+        load_bundle(out)
+    load_bundle(out, verify_hashes=False)  # the explicit opt-out still checks presence and shapes
+    onnx_path.unlink()
+    with pytest.raises(BundleError, match="'vision/vision_fp32.onnx' listed in the manifest is missing"):
+        load_bundle(out, verify_hashes=False)
+
+
+def test_manifest_shape_disagreeing_with_profile_is_refused(bundle, tmp_path):
+    out = shutil.copytree(bundle[0], tmp_path / "copy")
+    raw = json.loads((out / "manifest.json").read_text())
+    raw["profile"]["width"] = 640
+    (out / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="input_shape"):
+        load_bundle(out)
+    raw["schema_version"] = 99
+    (out / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="schema_version 99"):
+        load_bundle(out)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "frames", "quants", "message"),
+    [
+        (450, 256, 4, ["q4_k_m"], "width=450 must be a positive multiple of 32"),
+        (448, 250, 4, ["q4_k_m"], "height=250 must be a positive multiple of 32"),
+        (448, 256, 3, ["q4_k_m"], "frames_per_clip=3"),
+        (448, 256, 0, ["q4_k_m"], "frames_per_clip=0"),
+        (448, 256, 4, ["q3_k"], "unknown quant"),
+    ],
+)
+def test_bad_request_is_refused_before_any_work(tiny_checkpoint, tmp_path, width, height, frames, quants, message):
+    out = tmp_path / "never"
+    with pytest.raises(BundleError, match=message):
+        build_bundle(tiny_checkpoint, out, width=width, height=height, frames=frames, quants=quants, progress=False)
+    assert not out.exists()
+
+
+def test_bad_checkpoint_is_refused_before_any_work(tiny_checkpoint, tmp_path):
+    wrong = shutil.copytree(tiny_checkpoint, tmp_path / "wrong")
+    config = json.loads((wrong / "config.json").read_text())
+    config["architectures"] = ["Qwen3VLForConditionalGeneration"]
+    config["model_type"] = "qwen3_vl"
+    (wrong / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="unsupported architecture"):
+        build_bundle(wrong, tmp_path / "out", 448, 256, 4, progress=False)
+    assert not (tmp_path / "out").exists()
+    (wrong / "model.safetensors").unlink()
+    config["architectures"] = ["Qwen3VLMoeForConditionalGeneration"]
+    config["model_type"] = "qwen3_vl_moe"
+    (wrong / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="no weights found"):
+        build_bundle(wrong, tmp_path / "out", 448, 256, 4, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_empty_output_is_not_overwritten(bundle, tiny_checkpoint, tmp_path):
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    with pytest.raises(BundleError, match="not empty"):
+        build_bundle(tiny_checkpoint, occupied, 448, 256, 4, progress=False, overwrite=True)
+    assert (occupied / "notes.txt").read_text() == "mine"
+
+
+def test_cli_reports_a_bad_profile_with_a_clear_error(tiny_checkpoint, tmp_path, capsys):
+    code = export_main(["export", "bundle", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "b"),
+                        "--width", "448", "--height", "250", "--frames", "4"])
+    assert code == 2
+    assert "height=250 must be a positive multiple of 32" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_failure_during_export_leaves_no_half_bundle(tiny_checkpoint, tmp_path):
+    """A checkpoint whose vision weights are incomplete fails in the middle of the work; nothing is left."""
+    from safetensors.torch import load_file, save_file
+
+    broken = shutil.copytree(tiny_checkpoint, tmp_path / "incomplete")
+    state = load_file(broken / "model.safetensors")
+    del state["model.visual.merger.linear_fc2.bias"]
+    save_file(state, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"missing \['merger.linear_fc2.bias'\]"):
+        build_bundle(broken, tmp_path / "out", 448, 256, 4, progress=False)
+    assert not (tmp_path / "out").exists()
