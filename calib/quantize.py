@@ -261,8 +261,10 @@ def quantize_vision(
             all_tensors_to_one_file=True,
             external_data_location=pre_path.name + ".data" if large else None,
         )
-        model = onnx.load(str(pre_path))
-        if settings.mode == "dynamic" and "Gemm" in settings.op_types:
+        rewrite = settings.mode == "dynamic" and "Gemm" in settings.op_types
+        # Node names need no weights: skip loading 2 GB of external data unless the graph is rewritten.
+        model = onnx.load(str(pre_path), load_external_data=rewrite)
+        if rewrite:
             gemm_to_matmul(model)
             _save(model, pre_path, large)
         kept = resolve_keep_float([n.name for n in model.graph.node], settings.keep_float)

@@ -26,7 +26,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 py=.venv/bin/python
-pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
+# This machine's pip config names local index folders that do not exist for every package; pip
+# warns about each one. Those lines are noise; everything else pip says is kept.
+pip() { "$py" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 
 # The llama-cpp-python wheel: build once, keep it. The key includes the SIMD flags because
 # llama.cpp is compiled for the host CPU.

@@ -8,6 +8,8 @@ import importlib
 BENCH_MODULES = (
     "edge.bench.bus",
     "edge.bench.preprocess",
+    "edge.bench.decode",
+    "edge.bench.loop",
 )
 
 

@@ -1,0 +1,212 @@
+"""`edge bench loop`: per-stage latency of the real advice loop on a video, and the loop's own overhead.
+
+The bundle's models, the ZeroMQ publisher, the nav socket, the heartbeat thread and (by default) the
+audit log all run as in `edge run`; only the feed differs:
+
+- `stepped` (default): clips at fixed instants of a simulated clock (edge.feeds.SteppedFeed, the
+  video looping so any number of cycles is possible), taken as fast as the loop goes. Video
+  decoding happens in `next_clip`, outside the cycle, and is reported separately (`next_clip`).
+- `live`: the video plays as a camera at its native frame rate (looping); the loop takes the
+  freshest clip as on the road. The capture thread shares the process (and the GIL) with the loop,
+  as it does in `edge run`.
+
+Budgets are set far out of reach (an hour) so that every cycle runs every stage: this measures
+the stages, it does not test budget enforcement. The loop's overhead is what the issue defines:
+cycle wall time minus encode, prefill and decode, so it includes preprocessing, nav polling,
+prompt assembly between the decoder's stages, message building, publishing, telemetry and the
+audit write. `overhead_other` is that minus preprocess and publish (the bookkeeping nobody times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edge.benchreport import Stats, make_report, ratio, write_report
+
+STAGES = ("capture_age", "preprocess", "encode", "prefill", "decode", "publish", "total")
+MODEL_STAGES = ("encode", "prefill", "decode")
+UNREACHABLE_BUDGET_MS = 3_600_000  # an hour: no stage is ever cut or judged late
+NO_CLIP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class LoopBenchSettings:
+    cycles: int = 200
+    warmup: int = 3
+    mode: str = "stepped"
+    interval_ms: int = 500
+    threads: int = 1
+    vision_threads: int = 0
+    quant: str = "auto"
+    max_tokens: int = 96
+    audit: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("stepped", "live"):
+            raise ValueError(f"mode must be 'stepped' or 'live', not {self.mode!r}")
+        if self.cycles < 1 or self.warmup < 0:
+            raise ValueError(f"need cycles >= 1 and warmup >= 0 (got {self.cycles}, {self.warmup})")
+
+
+def bench_config(bundle: Path, settings: LoopBenchSettings, audit_path: Path | None):
+    from edge.config import load_config
+
+    sets = [
+        f"bundle={str(bundle)!r}",
+        "bus.publish_endpoint='tcp://127.0.0.1:*'",
+        "bus.nav_endpoint='tcp://127.0.0.1:*'",
+        f"camera.interval_ms={settings.interval_ms}",
+        f"decoder.threads={settings.threads}",
+        f"decoder.quant={settings.quant!r}",
+        f"decoder.max_tokens={settings.max_tokens}",
+        f"vision.threads={settings.vision_threads}",
+    ]
+    sets += [f"budgets.{name}={UNREACHABLE_BUDGET_MS}" for name in (
+        "max_frame_age_ms", "preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "publish_ms", "total_ms")]
+    if audit_path is not None:
+        sets.append(f"audit.path={str(audit_path)!r}")
+    return load_config(None, sets)
+
+
+def _open_feed(settings: LoopBenchSettings, video: Path, frames_per_clip: int):
+    """(feed, clock, enforce_deadlines) for the mode."""
+    from edge.capture import CameraCapture, CaptureOptions, VideoFileStepper
+    from edge.feeds import LiveFeed, SimClock, SteppedFeed, SystemClock
+
+    if settings.mode == "stepped":
+        clock = SimClock()
+        stepper = VideoFileStepper(video, loop=True)
+        return SteppedFeed(stepper, clock, settings.interval_ms, frames_per_clip), clock, False
+    options = CaptureOptions(interval_ms=settings.interval_ms, frames_per_clip=frames_per_clip, loop=True)
+    return LiveFeed(CameraCapture(str(video), options).start()), SystemClock(), True
+
+
+def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None = None) -> dict[str, object]:
+    from edge.runtime import load_model_parts, running_loop
+
+    settings = settings or LoopBenchSettings()
+    video = Path(video)
+    if not video.is_file():
+        raise FileNotFoundError(f"video {video} does not exist")
+    samples: dict[str, list[float]] = {name: [] for name in (*STAGES, "cycle_wall", "overhead",
+                                                              "overhead_other", "next_clip")}
+    verdicts: Counter[str] = Counter()
+    prefill_tokens: list[int] = []
+    generated_tokens: list[int] = []
+    frame_ids: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="edge-bench-loop-") as tmp:
+        audit_path = Path(tmp) / "audit.jsonl" if settings.audit else None
+        config = bench_config(bundle, settings, audit_path)
+        models = load_model_parts(config)
+        try:
+            feed, clock, enforce = _open_feed(settings, video, models.manifest.profile.frames_per_clip)
+            preprocess_resizes_before = models.preprocessor.resizes
+            with running_loop(config, models=models, feed=feed, clock=clock, enforce_deadlines=enforce) as loop:
+                done = 0
+                last_clip_at = time.monotonic()
+                while done < settings.warmup + settings.cycles:
+                    t = time.perf_counter()
+                    clip = loop.next_clip()
+                    next_clip_ms = (time.perf_counter() - t) * 1e3
+                    if clip is None:
+                        if time.monotonic() - last_clip_at > NO_CLIP_TIMEOUT_S:
+                            raise RuntimeError(f"no clip for {NO_CLIP_TIMEOUT_S:.0f} s: {feed.health()}")
+                        continue
+                    last_clip_at = time.monotonic()
+                    outcome = loop.run_cycle(clip)
+                    done += 1
+                    if done <= settings.warmup:
+                        continue
+                    # The published StageTimings: the loop's own dict lacks publish_ms (timed as it is sent).
+                    stages = outcome.advice.stages.model_dump()
+                    for name in STAGES:
+                        value = stages.get(f"{name}_ms")
+                        if value is not None:
+                            samples[name].append(value)
+                    model_ms = sum(stages.get(f"{name}_ms") or 0.0 for name in MODEL_STAGES)
+                    overhead = outcome.cycle_wall_ms - model_ms
+                    samples["cycle_wall"].append(outcome.cycle_wall_ms)
+                    samples["overhead"].append(overhead)
+                    samples["overhead_other"].append(
+                        overhead - (stages.get("preprocess_ms") or 0.0) - (stages.get("publish_ms") or 0.0))
+                    samples["next_clip"].append(next_clip_ms)
+                    verdicts[outcome.advice.verdict.value] += 1
+                    frame_ids.append(clip.frame_ids[-1])
+                    if outcome.decode is not None:
+                        prefill_tokens.append(outcome.decode.prefill_tokens)
+                        generated_tokens.append(outcome.decode.generated_tokens)
+                resizes = models.preprocessor.resizes - preprocess_resizes_before
+                vision_backend = models.vision.name  # type: ignore[attr-defined]
+                decoder_quant = models.decoder.artifact.quant
+                audit_lines = 0
+                if audit_path is not None:
+                    loop.parts.audit.sync()  # type: ignore[union-attr]
+                    audit_lines = sum(1 for _ in audit_path.open())
+        finally:
+            models.close()
+
+    results = {name: Stats.from_samples(values).as_dict() for name, values in samples.items() if values}
+    cycles = len(samples["cycle_wall"])
+    ratios = {
+        "overhead_over_cycle_wall_p50": ratio(results["overhead"]["p50_ms"], results["cycle_wall"]["p50_ms"]),
+    }
+    work = {
+        "cycles": cycles,
+        "verdicts": dict(verdicts),
+        "prefill_tokens_median": sorted(prefill_tokens)[len(prefill_tokens) // 2] if prefill_tokens else 0,
+        "generated_tokens_median": sorted(generated_tokens)[len(generated_tokens) // 2] if generated_tokens else 0,
+        "generated_tokens_total": sum(generated_tokens),
+        "first_frame_id": frame_ids[0] if frame_ids else None,
+        "last_frame_id": frame_ids[-1] if frame_ids else None,
+        # Frames actually resized during the whole run (warm-up included): with the Preprocessor's
+        # per-frame cache this is ~1 per cycle in steady state, not frames_per_clip.
+        "preprocess_resizes": resizes,
+        "audit_lines": audit_lines,
+    }
+    return make_report(
+        "loop", results, ratios,
+        work=work,
+        config={**asdict(settings), "bundle": str(bundle), "video": str(video), "vision_backend": vision_backend,
+                "decoder_quant": decoder_quant, "budgets_ms": UNREACHABLE_BUDGET_MS, "cpu_count": os.cpu_count(),
+                "overhead": "cycle_wall - (encode + prefill + decode)"},
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("loop", help="the real advice loop on a video: per-stage p50/p99 and loop overhead")
+    parser.add_argument("--bundle", required=True, type=Path, help="model bundle folder")
+    parser.add_argument("--video", required=True, type=Path, help="video file (looped)")
+    parser.add_argument("--out", required=True, type=Path, help="JSON report path")
+    parser.add_argument("--cycles", type=int, default=200, help="measured cycles (after --warmup)")
+    parser.add_argument("--warmup", type=int, default=3, help="cycles run first and not measured")
+    parser.add_argument("--mode", choices=["stepped", "live"], default="stepped",
+                        help="stepped: simulated clock, as fast as it goes; live: the video plays as a camera")
+    parser.add_argument("--interval-ms", type=int, default=500, help="sampling interval (camera.interval_ms)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="llama.cpp threads (1 avoids spin-wait collapse on a busy small box)")
+    parser.add_argument("--vision-threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
+    parser.add_argument("--quant", default="auto", help="decoder artifact of the bundle")
+    parser.add_argument("--max-tokens", type=int, default=96, help="decoder.max_tokens")
+    parser.add_argument("--no-audit", action="store_true", help="run without the JSONL audit log")
+    parser.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    settings = LoopBenchSettings(
+        cycles=args.cycles, warmup=args.warmup, mode=args.mode, interval_ms=args.interval_ms, threads=args.threads,
+        vision_threads=args.vision_threads, quant=args.quant, max_tokens=args.max_tokens, audit=not args.no_audit,
+    )
+    report = run_loop_bench(args.bundle, args.video, settings)
+    path = write_report(args.out, report)
+    for name, stats in report["results"].items():  # type: ignore[union-attr]
+        print(f"{name:<15} p50 {stats['p50_ms']:8.3f} ms  p99 {stats['p99_ms']:8.3f} ms  "
+              f"max {stats['max_ms']:8.3f} ms  n={stats['n']}")
+    print(f"work: {report['work']}")
+    print(f"wrote {path}")
+    return 0

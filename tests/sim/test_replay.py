@@ -1,0 +1,105 @@
+"""Replay through the real runtime loop: lock-step determinism, real-time pacing, real drive
+videos (one of them lies about its length), and the report files."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from edge.runtime import load_model_parts
+from sim.replay import replay_config, replay_scene
+from sim.scene import render_scene
+
+pytestmark = pytest.mark.slow
+
+FAST = ["decoder.max_tokens=40", "decoder.threads=1"]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scene") / "red_light"
+    return render_scene("red_light", seed=3, out_dir=out, duration_s=4.0)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_bundle):
+    parts = load_model_parts(replay_config(tiny_bundle, overrides=FAST))
+    yield parts
+    parts.close()
+
+
+def timing_free(advice):
+    """An advice sequence without the fields that depend on the machine's speed."""
+    out = []
+    for a in advice:
+        row = a.model_dump(mode="json")
+        for key in ("mono_ns", "wall_ns", "stages"):
+            row.pop(key)
+        out.append(row)
+    return out
+
+
+def test_lockstep_replay_is_deterministic(tiny_bundle, models, scene, tmp_path):
+    config = replay_config(tiny_bundle, overrides=FAST)
+    runs = [
+        replay_scene(tiny_bundle, scene.video, scene.nav, scene.labels, mode="lockstep", config=config, models=models)
+        for _ in range(2)
+    ]
+    first, second = (timing_free(r.advice) for r in runs)
+    # 4 s at 10 fps (last frame at 3.9 s), 500 ms sampling, 4-frame clips: clips end at 1.5 .. 3.5 s.
+    assert runs[0].video_times_ms == [1500.0, 2000.0, 2500.0, 3000.0, 3500.0]
+    assert first == second
+    # The navigation timeline reached the prompt: advice names the instruction it used.
+    nav_ids = {line["nav_id"] for line in map(json.loads, scene.nav.read_text().splitlines())}
+    if nav_ids:
+        assert any(a["nav_id"] in nav_ids for a in first)
+
+
+def test_realtime_replay_keeps_pace_with_the_video(tiny_bundle, models, scene):
+    config = replay_config(tiny_bundle, overrides=FAST)
+    result = replay_scene(tiny_bundle, scene.video, mode="realtime", speed=1.0, config=config, models=models)
+    assert len(result.advice) >= 2
+    first, last = result.advice[0], result.advice[-1]
+    video_span_ms = result.video_times_ms[-1] - result.video_times_ms[0]
+    capture_span_ms = (last.frames[-1].capture_mono_ns - first.frames[-1].capture_mono_ns) / 1e6
+    assert video_span_ms > 0
+    assert abs(capture_span_ms - video_span_ms) <= 0.05 * video_span_ms
+
+
+def test_every_real_drive_video_replays_to_a_clean_end(tiny_bundle, models, drive_videos, tmp_path):
+    config = replay_config(tiny_bundle, overrides=[*FAST, "decoder.max_tokens=16"], interval_ms=1000)
+    for video in drive_videos:
+        capture = cv2.VideoCapture(str(video))
+        claimed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        capture.release()
+        result = replay_scene(tiny_bundle, video, mode="lockstep", config=config, models=models)
+        # One clip per second once four samples exist; the end is where decoding stops, not the header.
+        assert result.video_duration_ms is not None
+        assert result.video_duration_ms <= claimed * 1000 / fps
+        expected = max(0, int((result.video_duration_ms - 1) // 1000) - 2)
+        assert len(result.advice) >= expected, video.name
+        ids = [a.frames[-1].frame_id for a in result.advice]
+        assert ids == sorted(ids)
+
+
+def test_report_files_are_written_and_images_are_real(tiny_bundle, models, scene, tmp_path):
+    out = tmp_path / "report"
+    config = replay_config(tiny_bundle, overrides=FAST, audit_path=out / "audit.jsonl")
+    result = replay_scene(tiny_bundle, scene.video, scene.nav, scene.labels, mode="lockstep", config=config,
+                          models=models, out_dir=out)
+    report = json.loads((out / "report.json").read_text())
+    assert report["advice_count"] == len(result.advice)
+    assert set(report["stages"]) >= {"encode", "prefill", "decode", "total"}
+    assert 0.0 <= report["accuracy"] <= 1.0 and "confusion" in report
+    for png in ("stages.png", "timeline.png"):
+        image = cv2.imread(str(out / png))
+        assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
+    annotated = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == scene.n_frames
+    annotated.release()
+    audit_lines = (out / "audit.jsonl").read_text().splitlines()
+    assert len(audit_lines) == len(result.advice)
+    assert (out / "report.md").read_text().strip()
