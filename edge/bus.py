@@ -124,7 +124,50 @@ class SeqTracker:
         return missed
 
 
-class Publisher:
+class _BusSocket:
+    """A socket with the bus's common set-up: options, optional CURVE, bind or connect."""
+
+    def __init__(
+        self,
+        kind: int,
+        endpoint: str,
+        *,
+        context: zmq.Context | None,
+        bind: bool,
+        options: dict[int, int],
+        curve_keys: CurveKeys | None,
+        curve_server_public: bytes | None,
+    ):
+        self._context = context or zmq.Context.instance()
+        self._sock = self._context.socket(kind)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        for option, value in options.items():
+            self._sock.setsockopt(option, value)
+        if curve_keys is not None:
+            if bind:
+                _make_curve_server(self._sock, curve_keys)
+            elif curve_server_public is None:
+                raise BusError("a connecting CURVE socket needs the server's public key")
+            else:
+                _make_curve_client(self._sock, curve_keys, curve_server_public)
+        try:
+            (self._sock.bind if bind else self._sock.connect)(endpoint)
+        except zmq.ZMQError as exc:
+            self._sock.close(0)
+            raise BusError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from None
+        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT) if bind else endpoint
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Publisher(_BusSocket):
     """Publishes wire messages. Binds by default (the runtime is the stable end)."""
 
     def __init__(
@@ -137,23 +180,10 @@ class Publisher:
         curve_keys: CurveKeys | None = None,
         curve_server_public: bytes | None = None,
     ):
-        self._context = context or zmq.Context.instance()
-        self._sock = self._context.socket(zmq.PUB)
-        self._sock.setsockopt(zmq.SNDHWM, send_hwm)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        if curve_keys is not None:
-            if bind:
-                _make_curve_server(self._sock, curve_keys)
-            else:
-                if curve_server_public is None:
-                    raise BusError("a connecting CURVE publisher needs the server's public key")
-                _make_curve_client(self._sock, curve_keys, curve_server_public)
-        try:
-            (self._sock.bind if bind else self._sock.connect)(endpoint)
-        except zmq.ZMQError as exc:
-            self._sock.close(0)
-            raise BusError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from None
-        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT) if bind else endpoint
+        super().__init__(
+            zmq.PUB, endpoint, context=context, bind=bind, options={zmq.SNDHWM: send_hwm},
+            curve_keys=curve_keys, curve_server_public=curve_server_public,
+        )
         self._seq: Counter[str] = Counter()
 
     def publish(self, message: WireMessage) -> WireMessage:
@@ -175,15 +205,6 @@ class Publisher:
         """Send arbitrary frames (tests and fault injection only)."""
         self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
 
-    def close(self) -> None:
-        self._sock.close(0)
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 @dataclass(frozen=True)
 class Received:
@@ -194,7 +215,7 @@ class Received:
     superseded: int = 0  # latest-only mode: how many older messages this one replaced
 
 
-class Subscriber:
+class Subscriber(_BusSocket):
     """Receives and validates wire messages of the given topics.
 
     ``latest_only`` gives CONFLATE semantics: each ``receive`` drains what is queued and
@@ -218,26 +239,13 @@ class Subscriber:
         unknown = [t for t in self.topics if t not in MESSAGE_TYPES]
         if unknown:
             raise BusError(f"unknown topics {unknown}; known: {sorted(MESSAGE_TYPES)}")
-        self._context = context or zmq.Context.instance()
-        self._sock = self._context.socket(zmq.SUB)
-        self._sock.setsockopt(zmq.RCVHWM, receive_hwm)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes * HARD_LIMIT_FACTOR)
-        if curve_keys is not None:
-            if bind:
-                _make_curve_server(self._sock, curve_keys)
-            else:
-                if curve_server_public is None:
-                    raise BusError("a connecting CURVE subscriber needs the server's public key")
-                _make_curve_client(self._sock, curve_keys, curve_server_public)
+        super().__init__(
+            zmq.SUB, endpoint, context=context, bind=bind,
+            options={zmq.RCVHWM: receive_hwm, zmq.MAXMSGSIZE: max_message_bytes * HARD_LIMIT_FACTOR},
+            curve_keys=curve_keys, curve_server_public=curve_server_public,
+        )
         for topic in self.topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        try:
-            (self._sock.bind if bind else self._sock.connect)(endpoint)
-        except zmq.ZMQError as exc:
-            self._sock.close(0)
-            raise BusError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from None
-        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT) if bind else endpoint
         self.max_message_bytes = max_message_bytes
         self.latest_only = latest_only
         self.rejected: Counter[str] = Counter()
@@ -324,12 +332,3 @@ class Subscriber:
     def _account(self, topic: str, message: WireMessage) -> int:
         self.received[topic] += 1
         return self.seq.observe(topic, message.seq)
-
-    def close(self) -> None:
-        self._sock.close(0)
-
-    def __enter__(self) -> Subscriber:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -6,10 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge.bus import BusError
+from edge.capture import CaptureError
 from edge.commands.config import add_config_arguments
 from edge.config import load_config
 from edge.manifest import BundleError
+from edge.llm import LlamaError
 from edge.runtime import running_loop, stop_on_signals
+from edge.vision import VisionBackendError
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -34,7 +38,8 @@ def _main(args: argparse.Namespace) -> int:
                 file=sys.stderr, flush=True,
             )
             cycles = loop.run(max_cycles=args.max_cycles)
-    except BundleError as exc:
+    except (BundleError, CaptureError, VisionBackendError, LlamaError, BusError) as exc:
+        # Refusals before the first cycle: say what is wrong, start nothing.
         print(f"edge run: {exc}", file=sys.stderr)
         return 2
     print(f"edge run: {cycles} cycles", file=sys.stderr)

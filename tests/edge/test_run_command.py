@@ -79,3 +79,17 @@ def test_sigterm_leaves_an_intact_audit_log(tiny_bundle, drive_videos, tmp_path)
     records = [json.loads(line) for line in lines]  # every line parses: nothing torn
     assert [r["cycle"] for r in records] == list(range(len(records)))
     assert all(r["prompt_sha256"] or r["verdict"] == "no_advice" for r in records)
+
+
+def test_refusals_before_the_first_cycle_are_clear(tiny_bundle, tmp_path):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(bytes(range(256)) * 400)
+    common = ["--publish", f"ipc://{tmp_path / 'a.ipc'}", "--nav", f"ipc://{tmp_path / 'n.ipc'}"]
+    bad_video = subprocess.run(edge("run", "--bundle", str(tiny_bundle), "--camera", str(corrupt), *common),
+                               capture_output=True, text=True, timeout=120)
+    assert bad_video.returncode == 2
+    assert "cannot decode video file" in bad_video.stderr and "Traceback" not in bad_video.stderr
+    not_a_bundle = subprocess.run(edge("run", "--bundle", str(tmp_path), "--camera", str(corrupt), *common),
+                                  capture_output=True, text=True, timeout=120)
+    assert not_a_bundle.returncode == 2
+    assert "not a bundle" in not_a_bundle.stderr
