@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "edge.commands.keys",
     "edge.commands.doctor",
     "edge.commands.health",
+    "calib.cli",
     "edge.bench.cli",
     "export.cli",
     "sim.cli",

@@ -8,6 +8,7 @@ import importlib
 BENCH_MODULES = (
     "edge.bench.bus",
     "edge.bench.preprocess",
+    "edge.bench.encoder",
     "edge.bench.decode",
     "edge.bench.loop",
 )

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -131,7 +132,7 @@ class OursDecoder:
 class RawDecoder:
     """llama-cpp-python's own high-level API on the same GGUF with the same context parameters."""
 
-    GREEDY = {"temp": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0}
+    GREEDY: ClassVar[dict[str, float]] = {"temp": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0}
 
     def __init__(self, gguf: Path, settings: DecodeBenchSettings, grammar_text: str | None,
                  is_eog: Callable[[int], bool]) -> None:
