@@ -10,8 +10,8 @@ from edge.bus import BusError
 from edge.capture import CaptureError
 from edge.commands.config import add_config_arguments
 from edge.config import load_config
-from edge.manifest import BundleError
 from edge.llm import LlamaError
+from edge.manifest import BundleError
 from edge.runtime import running_loop, stop_on_signals
 from edge.vision import VisionBackendError
 
