@@ -38,24 +38,6 @@ def degrade_policy(level: int, max_tokens: int) -> DegradePolicy:
     return DegradePolicy(max(16, max_tokens // 2), False, 2.0)
 
 
-@dataclass
-class CycleDeadline:
-    """One cycle's clock arithmetic, on whichever clock the loop runs (wall or simulated)."""
-
-    start_ns: int
-    budgets: BudgetConfig
-
-    @property
-    def deadline_ns(self) -> int:
-        return self.start_ns + int(self.budgets.total_ms * 1e6)
-
-    def remaining_ms(self, now_ns: int) -> float:
-        return (self.deadline_ns - now_ns) / 1e6
-
-    def decode_deadline_ns(self, decode_start_ns: int) -> int:
-        return min(self.deadline_ns, decode_start_ns + int(self.budgets.decode_ms * 1e6))
-
-
 def over_budget(stage_ms: dict[str, float | None], budgets: BudgetConfig) -> list[str]:
     """Stages that ran longer than their budget (``stage_ms`` keyed like StageTimings: ``encode_ms``)."""
     late = []

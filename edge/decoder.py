@@ -91,8 +91,10 @@ class AdviceDecoder:
         nav_line: str,
         policy: DegradePolicy,
         deadline: float,
+        decode_budget_s: float = float("inf"),
     ) -> DecodeResult:
-        """One cycle. ``deadline`` is a time.monotonic() value; prefill and every token check it."""
+        """One cycle. ``deadline`` (a time.monotonic() value) bounds prefill and generation; the
+        generation also stops ``decode_budget_s`` after it started. Both are checked per token."""
         profile = self.profile
         started = time.monotonic()
         self.ctx.rewind(self._prefix_mark)
@@ -119,7 +121,9 @@ class AdviceDecoder:
 
         sampler = self._samplers[policy.with_rationale]
         sampler.reset()
-        generation = generate(self.ctx, sampler, policy.max_tokens, deadline=deadline)
+        generation = generate(
+            self.ctx, sampler, policy.max_tokens, deadline=min(deadline, time.monotonic() + decode_budget_s)
+        )
         decode_ms = generation.seconds * 1e3
         text = generation.text
         advice, error = None, ""

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from edge.audit import AuditLog
-from edge.budgets import CycleDeadline, DegradeController, degrade_policy, over_budget
+from edge.budgets import DegradeController, degrade_policy, over_budget
 from edge.bus import Publisher, Subscriber
 from edge.capture import Clip
 from edge.config import BudgetConfig, RuntimeConfig
@@ -197,10 +197,11 @@ class AdviceLoop:
         """Process one clip and publish exactly one advice message for it."""
         clock, budgets = self.parts.clock, self.config.budgets
         started = time.perf_counter()
-        deadline = CycleDeadline(clock.mono_ns(), budgets)
-        # Real-time budget for llama.cpp, which checks time.monotonic() per chunk and per token.
-        remaining_s = deadline.remaining_ms(clock.mono_ns()) / 1000
-        real_deadline = time.monotonic() + remaining_s if self.parts.enforce_deadlines else float("inf")
+        # The cycle's deadline on time.monotonic(), which llama.cpp's loop checks per chunk and per
+        # token. Lock-step replay computes on a clock that stands still: no deadline there.
+        enforce = self.parts.enforce_deadlines
+        deadline = time.monotonic() + budgets.total_ms / 1000 if enforce else float("inf")
+        decode_budget_s = budgets.decode_ms / 1000 if enforce else float("inf")
         self.poll_nav()
         stages: dict[str, float | None] = {"capture_age_ms": clip.age_ms(clock.mono_ns())}
         level = self.degrade.level
@@ -209,7 +210,7 @@ class AdviceLoop:
         def finish(verdict: Verdict, reason: str, advice: Advice | None, **extra) -> CycleOutcome:
             return self._finish(clip, started, stages, verdict, reason, advice, level, **extra)
 
-        if self.parts.enforce_deadlines and stages["capture_age_ms"] > budgets.max_frame_age_ms:
+        if enforce and stages["capture_age_ms"] > budgets.max_frame_age_ms:
             self.telemetry.event("stale_clip_dropped", f"clip age {stages['capture_age_ms']:.0f} ms")
             return finish(Verdict.NO_ADVICE, f"stale clip: newest frame {stages['capture_age_ms']:.0f} ms old "
                           f"> {budgets.max_frame_age_ms:.0f} ms", None)
@@ -220,7 +221,7 @@ class AdviceLoop:
         t = time.perf_counter()
         rows = self.parts.vision.encode(pixels)
         stages["encode_ms"] = (time.perf_counter() - t) * 1e3
-        if time.monotonic() >= real_deadline:
+        if time.monotonic() >= deadline:
             return finish(Verdict.NO_ADVICE, "deadline passed during encoding", None)
 
         now = clock.mono_ns()
@@ -230,7 +231,7 @@ class AdviceLoop:
         except NavRefused:  # offer() already checks; this keeps a bug from reaching the prompt
             nav, nav_line = None, nav_sentence(None)
         frame_times_s = [(ts - clip.t_mono_ns[0]) / 1e9 for ts in clip.t_mono_ns]
-        result = self.parts.decoder.decode(rows, frame_times_s, nav_line, policy, real_deadline)
+        result = self.parts.decoder.decode(rows, frame_times_s, nav_line, policy, deadline, decode_budget_s)
         stages["prefill_ms"] = result.prefill_ms
         stages["decode_ms"] = result.decode_ms if result.stop != "prefill_deadline" else None
         verdict, reason, advice = judge_decode(result, level, stages, self.config.budgets)

@@ -196,6 +196,13 @@ def rate_entry(seconds: list[float], tokens: list[int]) -> dict[str, object]:
     }
 
 
+def paired_ratio(ours: tuple[list[float], list[int]], raw: tuple[list[float], list[int]]) -> float:
+    """Median over repeats of ours' rate / raw's rate in the same repeat."""
+    ours_rates = np.asarray(ours[1], dtype=np.float64) / np.asarray(ours[0])
+    raw_rates = np.asarray(raw[1], dtype=np.float64) / np.asarray(raw[0])
+    return float(np.median(ours_rates / raw_rates))
+
+
 def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) -> dict[str, object]:
     from edge.decoder import choose_decoder
     from edge.grammar import advice_grammar
@@ -265,6 +272,13 @@ def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) 
             ratios[f"ours_over_raw_{stage}_tokens_per_s"] = ratio(
                 results[f"ours_{stage}"]["tokens_per_s"], results[f"raw_{stage}"]["tokens_per_s"])
     ratios["ours_over_raw_tokens_per_s"] = ratios["ours_over_raw_generation_tokens_per_s"]
+    # The same ratios from paired runs: repeat r of ours against repeat r of raw (adjacent in time),
+    # median over r. On a shared machine whose load swings between rounds this is the steadier figure.
+    paired: dict[str, float] = {}
+    for stage in ("prefill", "generation", "grammar_generation"):
+        if f"ours_{stage}" in samples:
+            paired[f"ours_over_raw_{stage}_tokens_per_s"] = paired_ratio(samples[f"ours_{stage}"],
+                                                                         samples[f"raw_{stage}"])
     checks = {
         "generation_tokens_match": first_tokens["ours_generation"] == first_tokens["raw_generation"],
     }
@@ -273,6 +287,7 @@ def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) 
             first_tokens["ours_grammar_generation"] == first_tokens["raw_grammar_generation"])
     return make_report(
         "decode", results, ratios,
+        paired_ratios=paired,
         checks=checks,
         config={**asdict(settings), "gguf": artifact.path, "n_vocab": artifact.n_vocab,
                 "n_layer": artifact.n_layer, "n_embd": artifact.n_embd, "kv_type": "f16",
@@ -313,6 +328,8 @@ def _main(args: argparse.Namespace) -> int:
               f"{entry['us_per_token_median']:.1f} us/token, n={entry['n']})")
     for name, value in report["ratios"].items():  # type: ignore[union-attr]
         print(f"{name}: {value:.3f}" if value is not None else f"{name}: n/a")
+    for name, value in report["paired_ratios"].items():  # type: ignore[union-attr]
+        print(f"paired {name}: {value:.3f}")
     print(f"checks: {report['checks']}")
     print(f"wrote {path}")
     return 0

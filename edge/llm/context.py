@@ -28,6 +28,13 @@ FLASH_ATTENTION = {None: llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, False: llama_cpp.
                    True: llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED}
 SEQ = 0  # one conversation per context
 
+# llama_get_logits_ith returning the bare address (an int): the logits view is cached per address,
+# so the per-token path skips ctypes.cast + np.ctypeslib.as_array (lib[name] is a fresh function
+# object; llama_cpp's own keeps its POINTER(c_float) restype).
+_logits_address = llama_cpp.llama_cpp._lib["llama_get_logits_ith"]
+_logits_address.argtypes = [llama_cpp.llama_context_p_ctypes, ctypes.c_int32]
+_logits_address.restype = ctypes.c_void_p
+
 
 @dataclass(frozen=True)
 class ContextSettings:
@@ -90,6 +97,7 @@ class LlamaContext:
         # Generation evaluates one token per step: reuse one prepared batch instead of building
         # seven small arrays each time (the per-token Python overhead is what a decode loop adds).
         self._single = batches.token_batch(np.zeros(1, np.int32), np.zeros(1, np.int32), SEQ, "last")
+        self._logits_view: tuple[int, np.ndarray] | None = None  # (address, view) of the last logits row
 
     # -- lifetime ------------------------------------------------------------------------------
     @property
@@ -134,6 +142,9 @@ class LlamaContext:
         `logits="last"` keeps the logits of the final token (for sampling); "all" keeps every token's
         logits of the final chunk. `deadline` (time.monotonic()) is checked before each chunk.
         """
+        if logits == "last" and isinstance(tokens, list) and len(tokens) == 1:
+            self.eval_token(tokens[0], deadline)  # the generation step: no numpy on this path
+            return
         toks = np.asarray(tokens, dtype=np.int32).reshape(-1)
         if toks.size == 0:
             return
@@ -141,13 +152,7 @@ class LlamaContext:
             raise LlamaError(f"token id out of range [0, {self.model.n_vocab}): {int(toks.min())}..{int(toks.max())}")
         self._room_for(toks.size)
         if toks.size == 1 and logits == "last":
-            self._check_deadline(deadline, "one text token")
-            self._single.token[0] = toks[0]
-            self._single.pos[0] = self.next_pos
-            batches.decode(self.ptr, self._single)
-            self.next_pos += 1
-            self.n_tokens += 1
-            self._has_logits = True
+            self.eval_token(int(toks[0]), deadline)
             return
         for start in range(0, toks.size, self.n_batch):
             self._check_deadline(deadline, f"text tokens {start}..{toks.size}")
@@ -159,6 +164,22 @@ class LlamaContext:
             self.next_pos += chunk.size
             self.n_tokens += chunk.size
             self._has_logits = out != "none"
+
+    def eval_token(self, token: int, deadline: float | None = None) -> None:
+        """Evaluate one text token at next_pos and keep its logits: one generation step.
+
+        Reuses the prepared one-token batch and checks with plain Python (numpy reductions on a
+        one-element array cost more than the check), because this runs once per generated token."""
+        if not 0 <= token < self.model.n_vocab:
+            raise LlamaError(f"token id out of range [0, {self.model.n_vocab}): {token}")
+        self._room_for(1)
+        self._check_deadline(deadline, "one text token")
+        self._single.token[0] = token
+        self._single.pos[0] = self.next_pos
+        batches.decode(self.ptr, self._single)
+        self.next_pos += 1
+        self.n_tokens += 1
+        self._has_logits = True
 
     def check_rows(self, rows: np.ndarray) -> np.ndarray:
         """Rows as float32 (n, n_embd_inp), or EmbeddingWidthError. The legacy batch API reads
@@ -212,11 +233,14 @@ class LlamaContext:
         vocabulary, but it is overwritten by the next evaluation."""
         if not self._has_logits:
             raise LlamaError("no logits: the last evaluated batch did not request any (evaluate text last)")
-        ptr = llama_cpp.llama_get_logits_ith(self.ptr, index)
-        if not ptr:
+        address = _logits_address(self.ptr, index)
+        if not address:
             raise LlamaError(f"no logits for output {index} of the last batch")
-        view = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.model.n_vocab,))
-        return view.copy() if copy else view
+        cached = self._logits_view
+        if cached is None or cached[0] != address:  # llama.cpp (re)allocated its output buffer
+            view = np.ctypeslib.as_array((ctypes.c_float * self.model.n_vocab).from_address(address))
+            self._logits_view = cached = (address, view)
+        return cached[1].copy() if copy else cached[1]
 
     # -- KV cache management -------------------------------------------------------------------
     def mark(self) -> KvMark:

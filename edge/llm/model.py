@@ -69,6 +69,10 @@ class LlamaModel:
         self.n_layer = llama_cpp.llama_model_n_layer(ptr)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(ptr)
+        # Per-token answers that never change for a loaded vocabulary, asked once per generated
+        # token: cached so a generation step makes no extra ctypes calls.
+        self._pieces: dict[tuple[int, bool], bytes] = {}
+        self._eog: dict[int, bool] = {}
         if expected_n_embd_inp is not None and expected_n_embd_inp != self.n_embd_inp:
             self.close()
             raise LlamaError(
@@ -124,16 +128,23 @@ class LlamaModel:
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
         """The bytes of one token (a piece may hold part of a UTF-8 character)."""
+        piece = self._pieces.get((token, special))
+        if piece is not None:
+            return piece
         buf = ctypes.create_string_buffer(64)
         n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, ctypes.sizeof(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
             n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, ctypes.sizeof(buf), 0, special)
-        return buf.raw[:n]
+        piece = self._pieces[(token, special)] = buf.raw[:n]
+        return piece
 
     def detokenize(self, tokens: list[int], special: bool = False) -> str:
         return b"".join(self.token_bytes(t, special) for t in tokens).decode("utf-8", errors="replace")
 
     def is_eog(self, token: int) -> bool:
         """End of generation (EOS, EOT, <|im_end|> ...) as the GGUF's vocabulary defines it."""
-        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        return eog

@@ -10,13 +10,13 @@ so the fallback is exactly llama.cpp's grammar-constrained greedy choice.
 from __future__ import annotations
 
 import ctypes
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import llama_cpp
-import numpy as np
 
 from edge.llm.context import LlamaContext
 from edge.llm.errors import LlamaError
@@ -45,9 +45,13 @@ class GreedySampler:
             self._chain = chain
             self._grammar = sampler
         # One reusable candidate for the "is the argmax allowed?" probe.
+        # Pointer and byref made once: the probe runs every token, and building them costs more
+        # than the grammar's answer for a single candidate.
         self._probe = llama_cpp.llama_token_data()
+        self._probe_pointer = ctypes.pointer(self._probe)
         self._probe_array = llama_cpp.llama_token_data_array(
-            data=ctypes.pointer(self._probe), size=1, selected=-1, sorted=False)
+            data=self._probe_pointer, size=1, selected=-1, sorted=False)
+        self._probe_ref = ctypes.byref(self._probe_array)
 
     def close(self) -> None:
         if self._chain:
@@ -66,16 +70,16 @@ class GreedySampler:
         self._probe.id = token
         self._probe.logit = 0.0
         self._probe.p = 0.0
-        self._probe_array.data = ctypes.pointer(self._probe)  # samplers may move the pointer
+        self._probe_array.data = self._probe_pointer  # samplers may move the pointer
         self._probe_array.size = 1
         self._probe_array.selected = -1
         self._probe_array.sorted = False
-        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._probe_array))
-        return bool(np.isfinite(self._probe.logit))
+        llama_cpp.llama_sampler_apply(self._grammar, self._probe_ref)
+        return math.isfinite(self._probe.logit)
 
     def sample(self, ctx: LlamaContext) -> int:
         """Choose the next token from the last logits and advance the grammar by it."""
-        token = int(np.argmax(ctx.logits(copy=False)))
+        token = int(ctx.logits(copy=False).argmax())  # the method: np.argmax adds two Python calls per token
         if self._chain is None:
             return token
         if self._allowed(token):
@@ -127,7 +131,7 @@ def generate(ctx: LlamaContext, sampler: GreedySampler, max_tokens: int, on_toke
             out.stop = "callback"
             break
         if step + 1 < max_tokens:
-            ctx.eval_tokens([token])
+            ctx.eval_token(token)
     else:
         out.stop = "max_tokens"
     out.data = b"".join(pieces)
