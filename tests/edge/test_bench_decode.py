@@ -45,6 +45,10 @@ def test_rates_and_ratios_are_sane(report):
                  "ours_over_raw_grammar_generation_tokens_per_s", "ours_over_raw_tokens_per_s"):
         assert ratios[name] > 0
     assert ratios["ours_over_raw_tokens_per_s"] == ratios["ours_over_raw_generation_tokens_per_s"]
+    assert set(report["paired_ratios"]) == {"ours_over_raw_prefill_tokens_per_s",
+                                            "ours_over_raw_generation_tokens_per_s",
+                                            "ours_over_raw_grammar_generation_tokens_per_s"}
+    assert all(value > 0 for value in report["paired_ratios"].values())
     results = report["results"]
     assert ratios["ours_over_raw_prefill_tokens_per_s"] == pytest.approx(
         results["ours_prefill"]["tokens_per_s"] / results["raw_prefill"]["tokens_per_s"])
