@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from edge.capture import CameraCapture, Clip, VideoFileStepper
+from edge.capture import CameraCapture, CaptureOptions, Clip, VideoFileStepper
+from edge.preprocess import Preprocessor
 
 
 class Clock(Protocol):
@@ -79,6 +80,14 @@ class LiveFeed:
 
     def close(self) -> None:
         self.capture.stop()
+
+
+def open_live_feed(source: str, options: CaptureOptions, preprocessor: Preprocessor | None = None) -> LiveFeed:
+    """Start a capture thread on `source`. With a preprocessor, the capture thread prepares each
+    sampled frame for the encoder (and the clip it completes) while the loop is still decoding the
+    previous clip: the cycle then starts with its pixels ready, as openpilot's camerad/modeld split."""
+    on_sample = None if preprocessor is None else (lambda f: preprocessor.prepare_frame(f.frame_id, f.image))
+    return LiveFeed(CameraCapture(source, options, on_sample=on_sample).start())
 
 
 class SteppedFeed:

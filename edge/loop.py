@@ -216,7 +216,7 @@ class AdviceLoop:
                           f"> {budgets.max_frame_age_ms:.0f} ms", None)
 
         t = time.perf_counter()
-        pixels = self.parts.preprocessor.preprocess_clip(clip.frames)
+        pixels = self.parts.preprocessor.preprocess_clip(clip.frames, clip.frame_ids)
         stages["preprocess_ms"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
         rows = self.parts.vision.encode(pixels)

@@ -19,11 +19,22 @@ Consecutive clips share all but one frame (the sampler's ring slides by one samp
 frames are cached by frame object: in steady state each frame is resized once, not
 `frames_per_clip` times. All buffers are allocated once; the returned array is reused by the
 next call (the encoder consumes it before then).
+
+Pipelining (openpilot's camerad/modeld split): `prepare_frame` resizes AND normalises one frame
+into its own patch-ordered float32 block when the capture thread samples it, concurrently with
+the previous cycle's decoding; `preprocess_clip(frames, frame_ids)` then only assembles the clip
+from prepared blocks (one strided copy per frame). Normalising is elementwise, so normalising
+each frame on its own and copying it into its temporal slot gives bit-identical output.
+The capture thread goes one step further: after preparing a frame it assembles the clip its last
+`frames_per_clip` prepared frames form, which is the clip the loop asks for next when the sampler
+feeds it, so the cycle usually just takes that array (no copy at all). Three output buffers
+rotate so that one being written, one ready and one the loop holds never collide.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import threading
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Literal
 
@@ -105,6 +116,24 @@ class Preprocessor:
         self._free_slots = list(range(slots))
         self._scratch = np.empty((profile.height, profile.width, 3), dtype=np.uint8)
         self.resizes = 0  # frames actually resized (cache misses), for tests and telemetry
+        # Prepared-frame cache (pipelining): frame id -> (image, float32 block). Written by the
+        # capture thread, read by the loop thread, so every access holds `_prepared_lock`.
+        self._block_shape = (profile.grid_h // m, profile.grid_w // m, m, m, 3, p, p)
+        self._prepared: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._preparing: dict[int, threading.Event] = {}  # ids some thread is preparing right now
+        self._prepared_lock = threading.Lock()
+        self._prepared_slots = profile.frames_per_clip + 2
+        self._thread_scratch = threading.local()  # per-thread uint8 buffers for prepare
+        self.prepared_hits = 0  # clip frames taken ready from the cache (telemetry, tests)
+        # Clip outputs for the frame-id path: [busy by a writer | ready (speculative) | held by
+        # the loop until its next call]; all bookkeeping under `_prepared_lock`.
+        clip_rows = profile.frame_pairs * profile.grid_h * profile.grid_w
+        self._clip_outs = [np.empty((clip_rows, profile.patch_dim), dtype=np.float32) for _ in range(3)]
+        self._outs_busy: set[int] = set()
+        self._out_held: int | None = None
+        self._ready: tuple[tuple[int, ...], tuple[np.ndarray, ...], int] | None = None  # ids, images, out
+        self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=profile.frames_per_clip)
+        self.ready_clips = 0  # clips handed out as assembled ahead by prepare_frame (tests)
 
     # ---- geometry --------------------------------------------------------------------------
     @property
@@ -178,15 +207,25 @@ class Preprocessor:
     def __call__(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         return self.preprocess_clip(frames)
 
-    def preprocess_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+    def preprocess_clip(
+        self, frames: Sequence[np.ndarray], frame_ids: Sequence[int] | None = None
+    ) -> np.ndarray:
         """A clip of `frames_per_clip` frames -> `[patches_per_clip, patch_dim]` float32 (video
-        layout: consecutive frames form the temporal pairs). Reused by the next call."""
+        layout: consecutive frames form the temporal pairs). Reused by the next call.
+
+        With `frame_ids` (camera frame ids, one per frame), frames already given to
+        `prepare_frame` are taken ready; the others are prepared here (and kept for the next
+        clip), then the clip is assembled. Same output, bit for bit."""
         n = len(frames)
         if n != self.profile.frames_per_clip:
             raise ValueError(
                 f"clip has {n} frames; the camera profile expects frames_per_clip="
                 f"{self.profile.frames_per_clip}"
             )
+        if frame_ids is not None:
+            if len(frame_ids) != n:
+                raise ValueError(f"clip has {n} frames but {len(frame_ids)} frame ids")
+            return self._clip_from_prepared(tuple(int(i) for i in frame_ids), tuple(frames))
         if self._cache_slots < n:  # no room to hold the whole clip: resize into a private stack
             stack = np.empty((n, self.profile.height, self.profile.width, 3), dtype=np.uint8)
             for i, frame in enumerate(frames):
@@ -194,6 +233,155 @@ class Preprocessor:
                 self.resizes += 1
             return self.normalize_patchify(stack)
         return self.normalize_patchify([self.resized(frame) for frame in frames])
+
+    # ---- pipelining: frames prepared as they are sampled ------------------------------------
+    def prepare_frame(self, frame_id: int, image: np.ndarray) -> None:
+        """Resize and normalise one frame into its patch-ordered block, cached under `frame_id`
+        for the next `preprocess_clip(..., frame_ids)`. Thread-safe; meant for the capture
+        thread, right when the sampler takes the frame. A frame already prepared (or being
+        prepared by another thread) is not prepared twice."""
+        with self._prepared_lock:
+            if self._lookup_prepared(frame_id, image) is not None or frame_id in self._preparing:
+                return
+            done = self._preparing[frame_id] = threading.Event()
+        try:
+            block = self._compute_block(image)
+            with self._prepared_lock:
+                self._store_prepared(frame_id, image, block)
+                self._recent.append((frame_id, image))
+            self._assemble_ahead()
+        finally:
+            with self._prepared_lock:
+                self._preparing.pop(frame_id, None)
+            done.set()
+
+    def _assemble_ahead(self) -> None:
+        """Assemble the clip of the last `frames_per_clip` prepared frames into a free output,
+        then publish it as ready (replacing the previous ready one)."""
+        with self._prepared_lock:
+            recent = tuple(self._recent)
+            if len(recent) < self.profile.frames_per_clip:
+                return
+            blocks = [self._lookup_prepared(i, image) for i, image in recent]
+            target = self._claim_out()
+            if target is None or any(b is None for b in blocks):
+                if target is not None:
+                    self._outs_busy.discard(target)
+                return
+        try:
+            self._assemble_into(blocks, self._clip_outs[target])  # type: ignore[arg-type]
+            with self._prepared_lock:
+                self._ready = (tuple(i for i, _ in recent), tuple(image for _, image in recent), target)
+        finally:
+            with self._prepared_lock:
+                self._outs_busy.discard(target)
+
+    def _claim_out(self) -> int | None:
+        """Caller holds the lock: an output nobody writes, holds or has ready; marked busy."""
+        ready = None if self._ready is None else self._ready[2]
+        for index in range(len(self._clip_outs)):
+            if index not in self._outs_busy and index != self._out_held and index != ready:
+                self._outs_busy.add(index)
+                return index
+        return None
+
+    def _clip_from_prepared(self, ids: tuple[int, ...], frames: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The loop's side: the clip ready-made when the capture thread assembled exactly this
+        one, else assembled here from prepared (or now prepared) frames."""
+        with self._prepared_lock:
+            self._out_held = None  # the loop is done with the previous clip's array
+            in_flight = [self._preparing[i] for i in ids if i in self._preparing]
+        for event in in_flight:  # the capture thread is on it: finishing beats doing it twice
+            event.wait(timeout=1.0)
+        with self._prepared_lock:
+            ready = self._ready
+            if ready is not None and ready[0] == ids and all(a is b for a, b in zip(ready[1], frames, strict=True)):
+                self._ready = None
+                self._out_held = ready[2]
+                self.prepared_hits += len(ids)
+                self.ready_clips += 1
+                return self._clip_outs[ready[2]]
+        blocks = [self._prepared_block(i, frame) for i, frame in zip(ids, frames, strict=True)]
+        with self._prepared_lock:
+            target = self._claim_out()
+            if target is not None:
+                self._outs_busy.discard(target)
+                self._out_held = target  # ours from here: the capture thread skips a held output
+        # With one capture thread (one busy output at most) and one ready, one output is always
+        # free; several preparing threads could take them all: then a one-off array.
+        out = self._clip_outs[target] if target is not None else np.empty_like(self._clip_outs[0])
+        self._assemble_into(blocks, out)
+        return out
+
+    def _prepared_block(self, frame_id: int, image: np.ndarray) -> np.ndarray:
+        """The frame's block: from the cache, after another thread's preparation in flight, or
+        computed here (and cached)."""
+        with self._prepared_lock:
+            block = self._lookup_prepared(frame_id, image)
+            in_flight = self._preparing.get(frame_id)
+        if block is None and in_flight is not None:
+            # The capture thread is on it right now: finishing its work beats doing it twice.
+            in_flight.wait(timeout=1.0)
+            with self._prepared_lock:
+                block = self._lookup_prepared(frame_id, image)
+        if block is not None:
+            self.prepared_hits += 1
+            return block
+        block = self._compute_block(image)
+        with self._prepared_lock:
+            self._store_prepared(frame_id, image, block)
+        return block
+
+    def _lookup_prepared(self, frame_id: int, image: np.ndarray) -> np.ndarray | None:
+        """Caller holds the lock. Hit only for the very same image object: ids restart when a
+        preprocessor outlives a feed (tests, benches), and a stale block must never be used."""
+        entry = self._prepared.get(frame_id)
+        if entry is None or entry[0] is not image:
+            return None
+        self._prepared.move_to_end(frame_id)
+        return entry[1]
+
+    def _store_prepared(self, frame_id: int, image: np.ndarray, block: np.ndarray) -> None:
+        """Caller holds the lock. Blocks are never rewritten (a new array per frame), so a
+        reader still holding an evicted block keeps valid data."""
+        self._prepared[frame_id] = (image, block)
+        self._prepared.move_to_end(frame_id)
+        while len(self._prepared) > self._prepared_slots:
+            self._prepared.popitem(last=False)
+
+    def _compute_block(self, image: np.ndarray) -> np.ndarray:
+        """One frame -> float32 `(grid_h/m, grid_w/m, m, m, 3, p, p)`: the clip layout with the
+        temporal axis removed. Uses per-thread scratch, so it runs in any thread."""
+        prof = self.profile
+        scratch = self._thread_scratch
+        if not hasattr(scratch, "resized"):
+            scratch.resized = np.empty((prof.height, prof.width, 3), dtype=np.uint8)
+            scratch.ordered = np.empty(self._block_shape, dtype=np.uint8)
+        self.resize_into(image, scratch.resized)
+        with self._prepared_lock:
+            self.resizes += 1
+        blocks = scratch.resized.reshape(self._frame_view)
+        if self.input_order == "bgr":
+            blocks = blocks[..., ::-1]
+        np.copyto(scratch.ordered, blocks.transpose(0, 3, 1, 4, 6, 2, 5))
+        block = np.empty(self._block_shape, dtype=np.float32)
+        rows = prof.grid_h * prof.grid_w
+        if self._shared_lut:
+            _lookup(scratch.ordered.reshape(rows, -1), self._luts[0], block.reshape(rows, -1))
+        else:
+            src = scratch.ordered.reshape(rows, 3, -1)
+            dst = block.reshape(rows, 3, -1)
+            for c in range(3):
+                _lookup(src[:, c, :], self._luts[c], dst[:, c, :])
+        return block
+
+    def _assemble_into(self, blocks: Sequence[np.ndarray], out: np.ndarray) -> None:
+        """Prepared blocks -> the clip's `[patches, patch_dim]` output: frame 2k+j goes to
+        temporal pair k, slot j (columns are ordered channel, temporal, py, px)."""
+        t = self.profile.temporal_patch_size
+        by_slot = out.reshape(len(blocks) // t, *self._block_shape[:5], t, *self._block_shape[5:])
+        for i, block in enumerate(blocks):
+            np.copyto(by_slot[i // t, :, :, :, :, :, i % t], block)
 
     def preprocess_image(self, frame: np.ndarray) -> np.ndarray:
         """One still image -> `[grid_h * grid_w, patch_dim]`, the frame repeated over the temporal

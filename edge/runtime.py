@@ -18,10 +18,10 @@ import zmq
 
 from edge.audit import AuditLog
 from edge.bus import CurveKeys, CurveServer, Publisher, Subscriber
-from edge.capture import CameraCapture, CaptureOptions
+from edge.capture import CaptureOptions
 from edge.config import RuntimeConfig
 from edge.decoder import AdviceDecoder
-from edge.feeds import ClipFeed, Clock, LiveFeed, SystemClock
+from edge.feeds import ClipFeed, Clock, LiveFeed, SystemClock, open_live_feed
 from edge.loop import AdviceLoop, LoopParts
 from edge.manifest import BundleError, BundleManifest, load_bundle
 from edge.messages import TOPIC_NAV
@@ -94,7 +94,9 @@ def open_bus(config: RuntimeConfig) -> BusParts:
     return BusParts(context, publisher, nav_in, curve_server)
 
 
-def open_camera_feed(config: RuntimeConfig) -> LiveFeed:
+def open_camera_feed(config: RuntimeConfig, preprocessor: Preprocessor | None = None) -> LiveFeed:
+    """The live camera feed. With `preprocessor`, each sampled frame is prepared for the encoder
+    in the capture thread (while the loop decodes the previous clip), so a cycle only assembles."""
     camera = config.camera
     if not camera.source:
         raise BundleError("no camera source given (config key 'camera.source' or --camera)")
@@ -105,7 +107,7 @@ def open_camera_feed(config: RuntimeConfig) -> LiveFeed:
         backoff_min_s=camera.reopen_backoff_min_ms / 1000,
         backoff_max_s=camera.reopen_backoff_max_ms / 1000,
     )
-    return LiveFeed(CameraCapture(camera.source, options).start())
+    return open_live_feed(camera.source, options, preprocessor)
 
 
 @contextlib.contextmanager
@@ -125,7 +127,7 @@ def running_loop(
         bus = open_bus(config)
         stack.callback(bus.close)
         if feed is None:
-            feed = open_camera_feed(config)
+            feed = open_camera_feed(config, models.preprocessor)
         stack.callback(feed.close)
         audit = None
         if config.audit.path is not None:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Literal
 
 from edge.bus import Publisher, Subscriber
-from edge.capture import CameraCapture, CaptureOptions, VideoFileStepper
+from edge.capture import CaptureOptions, VideoFileStepper
 from edge.config import RuntimeConfig, load_config
-from edge.feeds import LiveFeed, SimClock, SteppedFeed, SystemClock
+from edge.feeds import SimClock, SteppedFeed, SystemClock, open_live_feed
 from edge.loop import AdviceLoop, CycleOutcome
 from edge.messages import TOPIC_ADVICE, TOPIC_STATUS, ActionAdvice, NavInstruction, Status
 from edge.runtime import ModelParts, load_model_parts, running_loop
@@ -278,8 +278,8 @@ def _replay_realtime(config, models, video, nav_events, speed, max_cycles, on_cy
         frames_per_clip=models.manifest.profile.frames_per_clip,
         fps_override=fps * speed,
     )
-    capture = CameraCapture(str(video), options).start()
-    feed = LiveFeed(capture)
+    feed = open_live_feed(str(video), options, models.preprocessor)
+    capture = feed.capture
     outcomes: list[CycleOutcome] = []
     started = time.monotonic()
     with running_loop(config, models=models, feed=feed, clock=SystemClock(), enforce_deadlines=True) as loop:

@@ -74,17 +74,18 @@ def bench_config(bundle: Path, settings: LoopBenchSettings, audit_path: Path | N
     return load_config(None, sets)
 
 
-def _open_feed(settings: LoopBenchSettings, video: Path, frames_per_clip: int):
-    """(feed, clock, enforce_deadlines) for the mode."""
-    from edge.capture import CameraCapture, CaptureOptions, VideoFileStepper
-    from edge.feeds import LiveFeed, SimClock, SteppedFeed, SystemClock
+def _open_feed(settings: LoopBenchSettings, video: Path, models):
+    """(feed, clock, enforce_deadlines) for the mode: the runtime's own feeds, wired as it wires them."""
+    from edge.capture import CaptureOptions, VideoFileStepper
+    from edge.feeds import SimClock, SteppedFeed, SystemClock, open_live_feed
 
+    frames_per_clip = models.manifest.profile.frames_per_clip
     if settings.mode == "stepped":
         clock = SimClock()
         stepper = VideoFileStepper(video, loop=True)
         return SteppedFeed(stepper, clock, settings.interval_ms, frames_per_clip), clock, False
     options = CaptureOptions(interval_ms=settings.interval_ms, frames_per_clip=frames_per_clip, loop=True)
-    return LiveFeed(CameraCapture(str(video), options).start()), SystemClock(), True
+    return open_live_feed(str(video), options, models.preprocessor), SystemClock(), True
 
 
 def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None = None) -> dict[str, object]:
@@ -105,7 +106,7 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
         config = bench_config(bundle, settings, audit_path)
         models = load_model_parts(config)
         try:
-            feed, clock, enforce = _open_feed(settings, video, models.manifest.profile.frames_per_clip)
+            feed, clock, enforce = _open_feed(settings, video, models)
             preprocess_resizes_before = models.preprocessor.resizes
             with running_loop(config, models=models, feed=feed, clock=clock, enforce_deadlines=enforce) as loop:
                 done = 0

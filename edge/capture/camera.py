@@ -5,6 +5,10 @@ the freshest frame (no backlog: a slow consumer gets the newest frame, never a q
 feeds a `ClipSampler`, and counts frame-id gaps. A source that fails (or a file that ends, when
 `loop` is set) is reopened; failed reopen attempts back off exponentially, and meanwhile the status
 says `camera_lost` with the reason, so the loop can keep publishing `status`.
+
+`on_sample`, when given, runs in the capture thread for every frame the sampler takes: the place to
+prepare a frame for the model once, while the loop is still busy with the previous clip
+(openpilot's camerad/modeld split). Its errors are logged, never fatal to capture.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -79,9 +84,16 @@ class CaptureStatus:
 
 
 class CameraCapture:
-    def __init__(self, source: str | int | Path | SourceSpec, options: CaptureOptions | None = None) -> None:
+    def __init__(
+        self,
+        source: str | int | Path | SourceSpec,
+        options: CaptureOptions | None = None,
+        on_sample: Callable[[Frame], None] | None = None,
+    ) -> None:
         self.spec = source if isinstance(source, SourceSpec) else parse_source(source)
         self.options = options or CaptureOptions()
+        self.on_sample = on_sample
+        self.sample_errors = 0  # on_sample calls that raised (logged, capture goes on)
         self.sampler = ClipSampler(self.options.interval_ms, self.options.frames_per_clip)
         self.drops = DropMeter(expected_step=1, alpha=self.options.drop_filter_alpha)
         self._backoff = Backoff(self.options.backoff_min_s, self.options.backoff_max_s)
@@ -263,7 +275,15 @@ class CameraCapture:
                 self._latest = frame
                 self._frames_captured += 1
                 self._new_frame.notify_all()
-            self.sampler.offer(frame)
+            self.sampler.offer(frame, on_take=self._call_on_sample if self.on_sample is not None else None)
+
+    def _call_on_sample(self, frame: Frame) -> None:
+        try:
+            self.on_sample(frame)  # type: ignore[misc]
+        except Exception:
+            # A failing consumer hook must not cost the camera: the loop still gets its clips.
+            self.sample_errors += 1
+            log.exception("on_sample callback failed for frame %d of %s", frame.frame_id, self.spec.text)
 
 
 def wait_for_state(

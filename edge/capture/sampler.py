@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 
 from edge.capture.frames import Clip, Frame
 
@@ -28,8 +29,11 @@ class ClipSampler:
         self._lock = threading.Lock()
         self._new_clip = threading.Condition(self._lock)
 
-    def offer(self, frame: Frame) -> bool:
-        """Take `frame` if a sample is due at its capture time; returns whether it was taken."""
+    def offer(self, frame: Frame, on_take: Callable[[Frame], None] | None = None) -> bool:
+        """Take `frame` if a sample is due at its capture time; returns whether it was taken.
+
+        `on_take` runs for a taken frame before waiting consumers are woken, so work it does for
+        them (preparing the frame for the encoder) is finished when they look."""
         with self._lock:
             t = frame.t_mono_ns
             if self._due_ns is not None and t < self._due_ns:
@@ -42,6 +46,8 @@ class ClipSampler:
                     self._due_ns = t + self.interval_ns
             self._ring.append(frame)
             self._seq += 1
+            if on_take is not None:
+                on_take(frame)
             self._new_clip.notify_all()
             return True
 

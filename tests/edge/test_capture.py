@@ -292,3 +292,31 @@ def test_status_is_serialisable(short_video: Path, tmp_path: Path):
         data = capture.status().as_dict()
     assert {"state", "reason", "drop_ratio", "frames_dropped", "last_frame_id"} <= data.keys()
     assert capture.status().state == "stopped"
+
+
+def test_on_sample_sees_every_sampled_frame_and_survives_errors(short_video: Path):
+    """on_sample runs in the capture thread for each frame the sampler takes (the frames clips are
+    made of), and a callback that raises is logged and counted, never fatal to capture."""
+    seen: list[int] = []
+
+    def on_sample(frame: Frame) -> None:
+        seen.append(frame.frame_id)
+        if len(seen) % 2 == 0:
+            raise RuntimeError("consumer failed")
+
+    options = CaptureOptions(interval_ms=100, frames_per_clip=3)
+    with CameraCapture(short_video, options, on_sample=on_sample) as capture:
+        first = capture.wait_clip(after_seq=0, timeout_s=3)
+        assert first is not None
+        clip = capture.wait_clip(after_seq=first.seq + 1, timeout_s=3)
+        assert clip is not None, capture.status()
+        # The callback runs after the sampler took the frame; give it the moment it needs.
+        deadline = time.monotonic() + 2
+        while clip.frame_ids[-1] not in seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert capture.status().state == "ok"
+        assert capture.sample_errors >= 1
+    assert set(clip.frame_ids) <= set(seen)
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+    # Only sampled frames: 100 ms sampling of a 30 fps video takes about every third frame.
+    assert len(seen) < capture.status().frames_captured

@@ -252,3 +252,106 @@ def test_preprocess_bench_reports_both_sides_on_the_same_grid(tmp_path):
     # Same work on both sides: normalised pixels differ only by the resize filter.
     assert 0 < report["setup"]["pixel_mean_abs_diff_normalised"] < 0.05
     assert write_report(tmp_path / "pre.json", report).exists()
+
+
+def pipelined_frames(resized_frames) -> list[np.ndarray]:
+    """Camera-sized frames (the preprocessor must resize them), 8 of them for sliding clips."""
+    frames = [f.copy() for f in resized_frames] + [f[::-1].copy() for f in resized_frames]
+    return [cv2.resize(f, (896, 512), interpolation=cv2.INTER_CUBIC) for f in frames]
+
+
+@NORMALIZATIONS
+@pytest.mark.parametrize("prepared", ["all", "some", "none"])
+def test_prepared_frames_give_bit_identical_clips(resized_frames, norm, prepared):
+    """Frames prepared one by one (as the capture thread does) and assembled into the clip give
+    exactly today's output, whether all, some or none of them were prepared beforehand."""
+    frames = pipelined_frames(resized_frames)
+    reference = Preprocessor(PROFILE, norm)
+    pipelined = Preprocessor(PROFILE, norm)
+    for start in range(len(frames) - 3):
+        ids = list(range(100 + start, 104 + start))
+        clip = frames[start : start + 4]
+        for frame_id, frame in zip(ids, clip, strict=True):
+            # "some": even ids only, so each clip mixes prepared and unprepared frames.
+            if prepared == "all" or (prepared == "some" and frame_id % 2 == 0):
+                pipelined.prepare_frame(frame_id, frame)
+        want = reference.preprocess_clip(clip).copy()
+        got = pipelined.preprocess_clip(clip, ids)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        assert np.array_equal(got, want), f"clip {start} ({prepared} prepared) differs"
+    # Each frame resized once, whoever prepared it (the cache keeps frames_per_clip + 2).
+    assert pipelined.resizes == len(frames)
+    if prepared == "none":
+        assert pipelined.prepared_hits == 3 * (len(frames) - 4)  # the sliding overlap
+    else:
+        assert pipelined.prepared_hits > 3 * (len(frames) - 4)
+
+
+def test_prepared_block_is_used_only_for_the_same_image(resized_frames):
+    """Frame ids restart when a preprocessor outlives a feed: an id seen before with another
+    image must not hand back the old frame's block."""
+    frames = pipelined_frames(resized_frames)
+    ours = Preprocessor(PROFILE, QWEN3_VL)
+    for frame_id, frame in enumerate(frames[:4]):
+        ours.prepare_frame(frame_id, frame)
+    got = ours.preprocess_clip(frames[4:8], [0, 1, 2, 3]).copy()
+    assert np.array_equal(got, Preprocessor(PROFILE, QWEN3_VL).preprocess_clip(frames[4:8]))
+    assert ours.prepared_hits == 0
+    with pytest.raises(ValueError, match="4 frames but 3 frame ids"):
+        ours.preprocess_clip(frames[:4], [0, 1, 2])
+
+
+def test_prepare_frame_is_thread_safe(resized_frames):
+    """A producer thread prepares frames while the consumer assembles sliding clips (partly from
+    frames the producer has not reached yet): every clip stays bit-identical, the cache bounded."""
+    import threading
+
+    frames = pipelined_frames(resized_frames) * 2  # 16 frames, ids 0..15
+    reference = Preprocessor(PROFILE, OPENAI_CLIP)
+    wants = [reference.preprocess_clip(frames[s : s + 4]).copy() for s in range(len(frames) - 3)]
+    ours = Preprocessor(PROFILE, OPENAI_CLIP)
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for frame_id, frame in enumerate(frames):
+                ours.prepare_frame(frame_id, frame)
+        except BaseException as err:  # surfaced by the assertion below
+            errors.append(err)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    for start in range(len(frames) - 3):
+        got = ours.preprocess_clip(frames[start : start + 4], list(range(start, start + 4)))
+        assert np.array_equal(got, wants[start]), f"clip {start} differs"
+    producer.join(timeout=30)
+    assert not producer.is_alive() and not errors
+    assert len(ours._prepared) <= PROFILE.frames_per_clip + 2
+    # Nothing prepared twice: a frame in flight in the other thread is waited for, not redone;
+    # only frames evicted before the consumer reached them may be prepared again.
+    assert len(frames) <= ours.resizes < 2 * len(frames)
+
+
+def test_clip_assembled_ahead_is_handed_out_and_stays_intact(resized_frames):
+    """Frames prepared in sampling order let prepare_frame assemble the next clip ahead; the loop
+    gets that very array (no copy), and it stays intact while later frames are prepared, until
+    the loop's next call."""
+    frames = pipelined_frames(resized_frames)
+    reference = Preprocessor(PROFILE, QWEN3_VL)
+    ours = Preprocessor(PROFILE, QWEN3_VL)
+    for frame_id in range(4):
+        ours.prepare_frame(frame_id, frames[frame_id])
+    first = ours.preprocess_clip(frames[:4], [0, 1, 2, 3])
+    assert ours.ready_clips == 1 and ours.resizes == 4
+    kept = first.copy()
+    for frame_id in range(4, 8):  # the capture thread runs ahead by several samples
+        ours.prepare_frame(frame_id, frames[frame_id])
+    assert np.array_equal(first, kept)  # the held output was never a write target
+    assert np.array_equal(kept, reference.preprocess_clip(frames[:4]))
+    latest = ours.preprocess_clip(frames[4:8], [4, 5, 6, 7])
+    assert ours.ready_clips == 2 and latest is not first
+    assert np.array_equal(latest, reference.preprocess_clip(frames[4:8]))
+    # A clip that is not the one assembled ahead (the loop lagging) is assembled on demand.
+    lagging = ours.preprocess_clip(frames[3:7], [3, 4, 5, 6])
+    assert ours.ready_clips == 2 and ours.resizes == 8
+    assert np.array_equal(lagging, reference.preprocess_clip(frames[3:7]))
