@@ -6,6 +6,17 @@ TensorRT is stricter than ONNX Runtime, so by default the graph is made TensorRT
 symmetric activations (TensorRT refuses non-zero zero points) and float biases (TensorRT refuses
 INT32 DequantizeLinear inputs). Weights are quantised per output channel.
 
+Static graphs are also shaped so that ONNX Runtime's CPU kernels really run in integer
+(`split_gemm_bias`, on by default). Left as exported, a QDQ `Gemm` with a float bias is fused into
+`QGemm` only when ONNX Runtime itself turns the bias into INT32, which it does only for a Gemm whose
+output is re-quantised; and the MLP / merger fc1 outputs fan out into GELU's elementwise ops, whose
+output QuantizeLinear stays INT8 when ONNX Runtime converts the activations to UINT8 for x86, so the
+fusion's "activation type == output type" check fails. Those Gemms, the biggest matrices of the
+tower, then ran as "DequantizeLinear weights -> fp32 Gemm": INT8 was *slower* than fp32. With each
+Gemm's bias moved into a separate float `Add` and no output QDQ on Gemms, every quantised Gemm
+becomes a `QGemm` with float output (a bias-less QGemm needs no INT32 bias; nothing is re-quantised,
+which is also more accurate), and the file stays TensorRT-consumable (float bias, INT8 only).
+
 Dynamic mode quantises weights only and computes activation scales at run time (no calibration
 data); ONNX Runtime's dynamic quantiser knows MatMul but not Gemm, and the TorchScript export turns
 every nn.Linear of the vision tower into a Gemm, so Gemms are first rewritten as MatMul + Add.
@@ -55,6 +66,9 @@ class QuantSettings:
     per_channel: bool = True
     keep_float: tuple[str, ...] = ()  # node names, globs, module paths or aliases (see resolve_keep_float)
     trt_compatible: bool = True  # symmetric activations + float biases
+    # Gemm bias -> separate Add and no Gemm output QDQ, so ONNX Runtime fuses every quantised Gemm
+    # into QGemm (see the module docstring); static mode only. False reproduces the old, slow graph.
+    split_gemm_bias: bool = True
 
     def describe(self) -> str:
         if self.mode == "dynamic":
@@ -160,6 +174,45 @@ def gemm_to_matmul(model) -> int:
     return rewritten
 
 
+def split_gemm_bias(model, skip: Iterable[str] = ()) -> int:
+    """Rewrite `Gemm(A, B, C)` with a constant bias C (beta = 1) as `Gemm(A, B) + C` (a float `Add`).
+
+    Exact (same arithmetic, in float). Why: ONNX Runtime's QDQ -> QGemm fusion accepts a Gemm with no
+    bias, or with an INT32 DequantizeLinear bias; a float bias is quantised by ONNX Runtime only when
+    the Gemm's output is re-quantised, which blocks the fusion for Gemms feeding GELU (module
+    docstring). Without a bias input the fusion needs neither. Gemms named in `skip` (kept in float)
+    are left alone. Returns the number of rewritten nodes. Only node structure changes: weights
+    stored as external data need not be loaded.
+    """
+    from onnx import helper
+
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    skip = set(skip)
+    new_nodes = []
+    rewritten = 0
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if (
+            node.op_type != "Gemm"
+            or node.name in skip
+            or len(node.input) < 3
+            or node.input[2] not in inits
+            or attrs.get("beta", 1.0) != 1.0
+        ):
+            new_nodes.append(node)
+            continue
+        bias, out = node.input[2], node.output[0]
+        del node.input[2]
+        node.output[0] = f"{out}_without_bias"
+        new_nodes.append(node)
+        new_nodes.append(helper.make_node("Add", [node.output[0], bias], [out], name=f"{node.name}_bias"))
+        rewritten += 1
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    return rewritten
+
+
 class _ClipReader:
     """onnxruntime's CalibrationDataReader over preprocessed clips (one clip per batch)."""
 
@@ -261,13 +314,19 @@ def quantize_vision(
             all_tensors_to_one_file=True,
             external_data_location=pre_path.name + ".data" if large else None,
         )
-        rewrite = settings.mode == "dynamic" and "Gemm" in settings.op_types
-        # Node names need no weights: skip loading 2 GB of external data unless the graph is rewritten.
-        model = onnx.load(str(pre_path), load_external_data=rewrite)
-        if rewrite:
+        to_matmul = settings.mode == "dynamic" and "Gemm" in settings.op_types
+        split_bias = settings.mode == "static" and settings.split_gemm_bias and "Gemm" in settings.op_types
+        # Node names and the bias split need no weights: skip loading 2 GB of external data unless
+        # weights are rewritten (gemm_to_matmul transposes them).
+        model = onnx.load(str(pre_path), load_external_data=to_matmul)
+        kept = resolve_keep_float([n.name for n in model.graph.node], settings.keep_float)
+        if to_matmul:
             gemm_to_matmul(model)
             _save(model, pre_path, large)
-        kept = resolve_keep_float([n.name for n in model.graph.node], settings.keep_float)
+        elif split_bias:
+            split_gemm_bias(model, skip=kept)
+            # Structure only: tensors still point into preprocessed.onnx.data, which stays as it is.
+            onnx.save_model(model, str(pre_path))
         del model
 
         tmp_out = tmp_dir / "quantized.onnx"
@@ -295,6 +354,9 @@ def quantize_vision(
                     "QuantizeBias": not settings.trt_compatible,
                     # Keep the attention MatMuls' two activation inputs on their own QDQ pairs.
                     "DedicatedQDQPair": False,
+                    # A Gemm's output feeds float ops only (bias Add, GELU, residual, attention):
+                    # re-quantising it costs time and accuracy and blocks the QGemm fusion.
+                    "OpTypesToExcludeOutputQuantization": ["Gemm"] if split_bias else [],
                 },
             )
         else:
