@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "export.cli",
     "sim.cli",
     "sim.replay_cli",
+    "export.train.cli",
 )
 
 

@@ -214,6 +214,10 @@ def build_bundle(
             special_tokens=special_tokens,
             prompt=read_prompt_pieces(reader),
         )
+        # A trained checkpoint carries its provenance (command, seed, data recipe): keep it with the bundle.
+        training = reader.read_json("training.json")
+        if training:
+            manifest.source["training"] = training
         vision = export_vision_onnx(
             reader, profile, out / VISION_DIR / VISION_ONNX_NAME, progress=progress, self_check=self_check
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from edge.messages import MetaAction, NavInstruction
 from edge.nav import NavState, nav_sentence
 from edge.preprocess import Preprocessor
 from edge.prompt import PromptTemplate
-from export.train.targets import target_text
+from export.train.targets import target_action, target_text
 from sim.labels import LabelWindow, load_labels, load_nav, window_at
 
 SCENE_META = "scene.json"
@@ -130,8 +131,10 @@ def scene_fingerprint(scene: Scene) -> str:
 # navigation: the line the runtime holds at a given video time
 # ---------------------------------------------------------------------------------------------
 class NavTimeline:
-    """The runtime's NavState fed with a scene's nav timeline: each instruction is offered at its
-    `at_ms` (when the replay publishes it), the latest valid one is held until its ttl runs out."""
+    """The runtime's NavState fed with a scene's nav timeline as the runtime receives it: the loop
+    takes nav messages at the start of a cycle (lock-step replay delivers each one right before the
+    first cycle at or after its `at_ms`), so an instruction is offered at that cycle's time and
+    held until its ttl runs out; the latest valid one wins."""
 
     def __init__(self, events: Sequence[tuple[int, NavInstruction]], max_ttl_ms: int):
         self.events = sorted(events, key=lambda e: e[0])
@@ -141,16 +144,21 @@ class NavTimeline:
     def load(cls, path: Path | None, max_ttl_ms: int) -> NavTimeline:
         return cls(load_nav(path) if path is not None else [], max_ttl_ms)
 
-    def instruction_at(self, t_ms: float) -> NavInstruction | None:
+    def instruction_at(self, t_ms: float, interval_ms: float, first_cycle_ms: float) -> NavInstruction | None:
+        """The instruction held at the cycle at t_ms, cycles running every interval_ms since
+        first_cycle_ms (<= t_ms) on the same phase as t_ms."""
         state = NavState(max_ttl_ms=self.max_ttl_ms)
         for at_ms, message in self.events:
             if at_ms > t_ms:
                 break
-            state.offer(message, int(at_ms * 1_000_000))
-        return state.current(int(round(t_ms * 1_000_000)))
+            # The first cycle at or after at_ms on t_ms's grid (never before the first cycle).
+            back = math.floor((t_ms - max(at_ms, first_cycle_ms)) / interval_ms + 1e-9)
+            offered_ms = t_ms - back * interval_ms
+            state.offer(message, round(offered_ms * 1_000_000))
+        return state.current(round(t_ms * 1_000_000))
 
-    def line_at(self, t_ms: float) -> str:
-        return nav_sentence(self.instruction_at(t_ms))
+    def line_at(self, t_ms: float, interval_ms: float, first_cycle_ms: float) -> str:
+        return nav_sentence(self.instruction_at(t_ms, interval_ms, first_cycle_ms))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,8 +208,6 @@ def cache_frames(scene: Scene, fingerprint: str, preprocessor: Preprocessor, cac
 def clip_indices(newest: int, fps: float, interval_ms: float, frames_per_clip: int) -> list[int] | None:
     """Frame indices of the clip whose newest sample is frame `newest` (VideoFileStepper.clip_at:
     samples at t - k * interval, frame floor(t * fps / 1000)), or None when it starts before 0."""
-    import math
-
     t_ms = newest * 1000.0 / fps
     out = []
     for k in range(frames_per_clip - 1, -1, -1):
@@ -222,8 +228,9 @@ class Example:
     newest_ms: float  # video time of the newest frame (the label's time)
     prompt: str  # the whole prompt with <|video_pad|> placeholders (PromptTemplate.full_text)
     target: str  # the answer: advice JSON + <|im_end|>
-    action: MetaAction  # the target's primary action (for balanced sampling and reports)
+    action: MetaAction  # the target's action (export.train.targets.target_action)
     accepted: tuple[MetaAction, ...]  # every action the label accepts
+    hazards: tuple[str, ...] = ()  # the label's hazards
 
 
 def build_examples(scene_index: int, scene: Scene, fps: float, n_frames: int, sampling: Sampling,
@@ -231,6 +238,7 @@ def build_examples(scene_index: int, scene: Scene, fps: float, n_frames: int, sa
     profile = sampling.profile
     windows: list[LabelWindow] = load_labels(scene.labels)
     nav = NavTimeline.load(scene.nav, sampling.nav_max_ttl_ms)
+    first_clip_ms = (sampling.frames_per_clip - 1) * sampling.interval_ms
     examples = []
     for newest in range(0, n_frames, sampling.stride_frames):
         idx = clip_indices(newest, fps, sampling.interval_ms, sampling.frames_per_clip)
@@ -243,9 +251,13 @@ def build_examples(scene_index: int, scene: Scene, fps: float, n_frames: int, sa
         t0 = frame_time_ns(idx[0], fps)
         frame_times_s = [(frame_time_ns(i, fps) - t0) / 1e9 for i in idx]
         stamps = frame_pair_timestamps(frame_times_s, profile.temporal_patch_size)
-        prompt = template.full_text(stamps, profile.tokens_per_pair, nav.line_at(newest_ms))
-        examples.append(Example(scene_index, tuple(idx), newest_ms, prompt, target_text(window), window.primary,
-                                window.actions))
+        # The first cycle of this phase: the earliest newest frame with a whole clip behind it.
+        first_cycle_ms = newest_ms - math.floor((newest_ms - first_clip_ms) / sampling.interval_ms + 1e-9) * \
+            sampling.interval_ms
+        nav_line = nav.line_at(newest_ms, sampling.interval_ms, first_cycle_ms)
+        prompt = template.full_text(stamps, profile.tokens_per_pair, nav_line)
+        examples.append(Example(scene_index, tuple(idx), newest_ms, prompt, target_text(window), target_action(window),
+                                window.actions, tuple(h.value for h in window.hazards)))
     return examples
 
 

@@ -64,8 +64,41 @@ def short_rationale(window: LabelWindow) -> str:
     return HAZARD_PHRASES[hazards[0]] if hazards else "road clear"
 
 
+# Actions kept as the target whenever they are the label's primary: they name a manoeuvre the
+# planner must not miss (and the navigation line or a clear visual cue decides them).
+MANOEUVRES = frozenset({
+    MetaAction.PULL_OVER, MetaAction.TURN_LEFT, MetaAction.TURN_RIGHT, MetaAction.CHANGE_LANE_LEFT,
+    MetaAction.CHANGE_LANE_RIGHT, MetaAction.NUDGE_LEFT, MetaAction.NUDGE_RIGHT,
+})
+
+
+def target_action(window: LabelWindow) -> MetaAction:
+    """One canonical answer among the actions the label accepts.
+
+    The labels list every acceptable action (primary first), and several situations that look
+    alike on a 2-second clip accept the same safe answer: approaching a yellow or red light, a
+    braking lead car and a crossing pedestrian all accept `stop`; cruising, speeding up after a
+    green light and passing closed cones all accept `keep_speed`. Training one answer per group
+    (instead of a primary that differs between look-alike windows: accelerate vs keep_speed, yield
+    vs decelerate vs stop) gives the small model a consistent target; a manoeuvre (turn, lane
+    change, nudge, pull over) that is the primary stays the answer.
+    """
+    if window.primary in MANOEUVRES:
+        return window.primary
+    if MetaAction.STOP in window.actions:
+        return MetaAction.STOP
+    if MetaAction.KEEP_SPEED in window.actions:
+        return MetaAction.KEEP_SPEED
+    return window.primary
+
+
 def target_advice(window: LabelWindow) -> Advice:
-    return window.advice().model_copy(update={"rationale": short_rationale(window)})
+    action = target_action(window)
+    lateral = window.lateral
+    if lateral == action:  # e.g. cones: primary keep_lane with lateral keep_speed -> keep_speed + keep_lane
+        lateral = window.primary if window.primary != action else None
+    return window.advice().model_copy(update={"action": action, "lateral": lateral,
+                                              "rationale": short_rationale(window)})
 
 
 def target_text(window: LabelWindow) -> str:

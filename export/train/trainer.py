@@ -14,6 +14,7 @@ weights on the same machine type (a --minutes cap is recorded when it cut the ru
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -27,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.messages import Hazard, MetaAction
 from export.train.dataset import ClipDataset, Example
 
 TRAINING_JSON = "training.json"
+TRAINING_SCENES_JSON = "training_scenes.json"
 VIDEO_TOKEN_TYPE = 2  # mm_token_type_ids: 0 text, 1 image, 2 video
 IGNORE = -100
 
@@ -38,7 +41,7 @@ IGNORE = -100
 class TrainConfig:
     seed: int = 0  # batch order and torch RNG
     init_seed: int = 0  # make_tiny_checkpoint seed of the starting weights
-    steps: int = 400
+    steps: int = 120
     batch_size: int = 8
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
@@ -49,6 +52,15 @@ class TrainConfig:
     balance: float = 0.5  # sample weight ~ count(action) ** -balance (0: uniform over clips)
     threads: int = 2
     max_minutes: float | None = None
+    # Training-only shortcut for the vision tower: a linear head on its pooled output predicts the
+    # action and the hazards (a gradient path of one layer instead of the whole decoder). The head is
+    # discarded; the saved model is the plain architecture.
+    aux_weight: float = 1.0
+    vision_lr_scale: float = 1.0
+    # Phase 1 (before the full steps): vision tower + auxiliary head only.
+    vision_steps: int = 300
+    vision_batch_size: int = 16
+    vision_lr: float = 3e-3
     experts_implementation: str = "eager"
 
 
@@ -58,7 +70,7 @@ class TrainResult:
     steps_done: int
     seconds: float
     stopped_early: bool
-    state: dict = field(repr=False, default_factory=dict)
+    vision_losses: list[float] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +174,99 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# auxiliary vision head (training only)
+# ---------------------------------------------------------------------------------------------
+ACTIONS = [a.value for a in MetaAction]
+HAZARDS = [h.value for h in Hazard]
+
+
+class VisionCapture:
+    """Keeps the vision tower's last output (merger rows + DeepStack rows) during a forward."""
+
+    def __init__(self, visual):
+        self.rows = None
+        self.handle = visual.register_forward_hook(self._hook)
+
+    def _hook(self, _module, _inputs, output) -> None:
+        import torch
+
+        self.rows = torch.cat([output.pooler_output, *output.deepstack_features], dim=-1)
+
+    def close(self) -> None:
+        self.handle.remove()
+
+
+def make_aux_head(width: int):
+    """Mean- and max-pooled visual rows -> action logits and hazard logits."""
+    import torch
+
+    return torch.nn.Linear(2 * width, len(ACTIONS) + len(HAZARDS))
+
+
+def aux_targets(batch: list[Example]):
+    """Multi-hot: every action the label accepts, every hazard it names."""
+    import torch
+
+    target = torch.zeros(len(batch), len(ACTIONS) + len(HAZARDS))
+    for row, ex in enumerate(batch):
+        for action in ex.accepted:
+            target[row, ACTIONS.index(action.value)] = 1.0
+        for hazard in ex.hazards:
+            target[row, len(ACTIONS) + HAZARDS.index(hazard)] = 1.0
+    return target
+
+
+def aux_loss(head, rows, batch: list[Example], tokens_per_clip: int):
+    import torch
+
+    clips = rows.view(len(batch), tokens_per_clip, -1)
+    pooled = torch.cat([clips.mean(dim=1), clips.amax(dim=1)], dim=-1)
+    return torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), aux_targets(batch))
+
+
+def pretrain_vision(model, head, dataset: ClipDataset, config: TrainConfig, progress: bool,
+                    on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Phase 1: the vision tower alone with the auxiliary head (a fraction of a full step's cost),
+    so that the visual rows already separate the situations when the decoder starts reading them."""
+    import torch
+    from tqdm import tqdm
+
+    visual = model.model.visual
+    visual.train()
+    profile = dataset.sampling.profile
+    grid = torch.tensor([[profile.frame_pairs, profile.grid_h, profile.grid_w]] * config.vision_batch_size)
+    params = list(visual.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.vision_lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    rng = np.random.default_rng([config.seed, 1])
+    p = sample_weights(dataset, config.balance)
+    schedule = TrainConfig(steps=config.vision_steps, lr=config.vision_lr, warmup_steps=config.warmup_steps,
+                           min_lr_ratio=config.min_lr_ratio)
+    losses = []
+    bar = tqdm(total=config.vision_steps, desc="vision", unit="step", disable=not progress, dynamic_ncols=True)
+    for step in range(config.vision_steps):
+        indices = rng.choice(len(dataset.examples), size=config.vision_batch_size, replace=False, p=p)
+        batch = [dataset.examples[i] for i in indices]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, schedule)
+        pixels = torch.from_numpy(np.concatenate([dataset.pixel_values(ex) for ex in batch]))
+        out = visual(pixels, grid_thw=grid, return_dict=True)
+        rows = torch.cat([out.pooler_output, *out.deepstack_features], dim=-1)
+        loss = aux_loss(head, rows, batch, profile.tokens_per_clip)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.update(1)
+        if on_step is not None:
+            on_step(step, losses[-1])
+    bar.close()
+    return losses
+
+
+# ---------------------------------------------------------------------------------------------
 # model
 # ---------------------------------------------------------------------------------------------
 def load_start_model(init_dir: Path, experts_implementation: str):
@@ -188,12 +293,28 @@ def train_model(model, tokenizer, dataset: ClipDataset, config: TrainConfig,
     encoded = [encode_example(tokenizer, ex, config.action_weight) for ex in dataset.examples]
     plan = batch_plan(dataset, config)
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
-    losses: list[float] = []
+    vision_ids = {id(p) for p in model.model.visual.parameters()}
+    capture = head = None
+    vision_losses: list[float] = []
+    if config.aux_weight > 0 or config.vision_steps > 0:
+        head = make_aux_head(model.config.vision_config.out_hidden_size * (1 + len(
+            model.config.vision_config.deepstack_visual_indexes)))
     started = time.monotonic()
+    if config.vision_steps > 0:
+        vision_losses = pretrain_vision(model, head, dataset, config, progress)
+        model.train()
+    if config.aux_weight > 0:
+        capture = VisionCapture(model.model.visual)
+        params = params + list(head.parameters())
+    groups = []
+    for is_vision in (False, True):
+        for decays in (True, False):
+            chosen = [p for p in params if (id(p) in vision_ids) == is_vision and (p.ndim >= 2) == decays]
+            if chosen:
+                groups.append({"params": chosen, "weight_decay": config.weight_decay if decays else 0.0,
+                               "lr_scale": config.vision_lr_scale if is_vision else 1.0})
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
+    losses: list[float] = []
     stopped_early = False
     bar = tqdm(total=config.steps, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     ema = None
@@ -202,12 +323,15 @@ def train_model(model, tokenizer, dataset: ClipDataset, config: TrainConfig,
             stopped_early = True
             break
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
+            group["lr"] = lr_at(step, config) * group["lr_scale"]
         batch = [dataset.examples[i] for i in indices]
         inputs = collate(dataset, batch, [encoded[i] for i in indices], video_id, pad_id)
         labels, weights = inputs.pop("labels"), inputs.pop("weights")
         out = model(**inputs)
         loss = weighted_answer_loss(out.logits, labels, weights)
+        if capture is not None:
+            loss = loss + config.aux_weight * aux_loss(head, capture.rows, batch,
+                                                       dataset.sampling.profile.tokens_per_clip)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
@@ -221,8 +345,10 @@ def train_model(model, tokenizer, dataset: ClipDataset, config: TrainConfig,
         if on_step is not None:
             on_step(step, value)
     bar.close()
+    if capture is not None:
+        capture.close()
     model.eval()
-    return TrainResult(losses, len(losses), time.monotonic() - started, stopped_early)
+    return TrainResult(losses, len(losses), time.monotonic() - started, stopped_early, vision_losses=vision_losses)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +391,10 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
     from export.tiny import make_tiny_checkpoint
     from export.train.dataset import load_dataset
 
+    out = Path(out)
+    # Checked first: a refusal after a quarter of an hour of training would waste it.
+    if out.exists() and any(out.iterdir()) and not (out / TRAINING_JSON).is_file():
+        raise FileExistsError(f"{out} is not empty and is not an `edge train` checkpoint; refusing to replace it")
     set_determinism(config.seed, config.threads)
 
     def show(i: int, n: int, name: str) -> None:
@@ -281,6 +411,8 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
         init = make_tiny_checkpoint(Path(tmp) / "init", seed=config.init_seed, preset="tiny")
         tokenizer, model = load_start_model(init, config.experts_implementation)
     result = train_model(model, tokenizer, dataset, config, progress=progress)
+    scene_list = [{"folder": s.rel, "scenario": s.scenario, "seed": s.seed, "variant": s.variant, "sha256": fp}
+              for s, fp in zip(dataset.scenes, dataset.fingerprints, strict=True)]
     training = {
         "command": command if command is not None else ["edge", "train", "--scenes", str(scenes), "--out", str(out),
                                                           "--seed", str(config.seed), "--steps", str(config.steps)],
@@ -290,25 +422,29 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
         "data": {
             "recipe": recipe,
             "sampling": dataset.sampling.to_json(),
-            "scenes": [{"folder": s.rel, "scenario": s.scenario, "seed": s.seed, "variant": s.variant,
-                        "sha256": fp} for s, fp in zip(dataset.scenes, dataset.fingerprints, strict=True)],
+            "scenes": len(dataset.scenes),
+            # sha256 of training_scenes.json's list (each scene's folder, scenario, seed, variant, sha256).
+            "scenes_sha256": hashlib.sha256(json.dumps(scene_list, sort_keys=True).encode()).hexdigest(),
             "clips": len(dataset.examples),
             "actions": dataset.action_counts(),
             "target": "edge.grammar.format_advice_json(label advice, short rationale) + <|im_end|>",
         },
-        "result": {"steps_done": result.steps_done, "stopped_early": result.stopped_early,
+        "result": {"vision_steps_done": len(result.vision_losses),
+                   "vision_loss_first": result.vision_losses[0] if result.vision_losses else None,
+                   "vision_loss_last_20_mean": float(np.mean(result.vision_losses[-20:])) if result.vision_losses
+                   else None,
+                   "steps_done": result.steps_done, "stopped_early": result.stopped_early,
                    "seconds": round(result.seconds, 1),
                    "loss_first": result.losses[0] if result.losses else None,
                    "loss_last_20_mean": float(np.mean(result.losses[-20:])) if result.losses else None},
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": config.threads},
         "tools": tool_versions(),
     }
-    if out.exists() and any(out.iterdir()) and not (out / TRAINING_JSON).is_file() and not (out / "config.json").is_file():
-        raise FileExistsError(f"{out} is not empty and is not a checkpoint; refusing to write into it")
     for stale in out.glob("*") if out.is_dir() else []:
         if stale.is_file():
             stale.unlink()
         else:
             shutil.rmtree(stale)
     save_checkpoint(model, out, config.init_seed, training)
+    (out / TRAINING_SCENES_JSON).write_text(json.dumps(scene_list, indent=1, sort_keys=True) + "\n")
     return out, result

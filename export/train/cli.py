@@ -1,0 +1,124 @@
+"""`edge train` and `edge eval` (workstation side: torch/transformers are imported inside).
+
+    edge train --render train --scenes scenes/train --out models/default --seed 0
+      (--render train == `edge scene --scenario all --seeds 0,1 --variant all --out scenes/train` first)
+    edge eval --scenes scenes/heldout --out eval.json            # the built-in default bundle
+    edge eval --bundle B --scenes scenes/heldout --out eval.json --precision int8+q4_k_m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from export.train.dataset import DatasetError
+    from export.train.trainer import TrainConfig, train
+
+    config = TrainConfig(seed=args.seed, init_seed=args.init_seed, steps=args.steps, batch_size=args.batch_size,
+                         lr=args.lr, threads=args.threads, max_minutes=args.minutes, vision_steps=args.vision_steps)
+    recipe = json.loads(Path(args.recipe).read_text()) if args.recipe else None
+    if args.render:
+        from export.train.recipe import RECIPES, render_recipe
+
+        chosen = RECIPES[args.render]
+        render_recipe(chosen, args.scenes, progress=None if args.no_progress else
+                      (lambda line: print(line, file=sys.stderr)))
+        recipe = chosen.to_json()
+    command = ["edge", "train", *sys.argv[2:]] if len(sys.argv) > 1 and sys.argv[1] == "train" else None
+    try:
+        out, result = train(args.scenes, args.out, config, cache_dir=args.cache, progress=not args.no_progress,
+                            command=command, recipe=recipe)
+    except (DatasetError, FileExistsError) as exc:
+        print(f"edge train: {exc}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in out.glob("*.safetensors"))
+    tail = sum(result.losses[-20:]) / max(1, len(result.losses[-20:]))
+    print(f"trained {result.steps_done} steps in {result.seconds / 60:.1f} min; loss {result.losses[0]:.3f} -> "
+          f"{tail:.3f} (mean of the last 20)")
+    if result.stopped_early:
+        print(f"  stopped by --minutes {args.minutes} before --steps {args.steps}: not reproducible by step count")
+    print(f"checkpoint written to {out} ({size / 2**20:.1f} MiB bf16), provenance in {out / 'training.json'}")
+    print(f"  command: {shlex.join(command) if command else '(python API)'}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from edge.manifest import BundleError
+    from export.train.dataset import DatasetError
+    from export.train.eval import evaluate
+
+    try:
+        report = evaluate(args.bundle, args.scenes, args.out, combos=args.precision, max_scenes=args.max_scenes,
+                          progress=None if args.quiet else (lambda line: print(line, file=sys.stderr)))
+    except (BundleError, DatasetError, ValueError) as exc:
+        print(f"edge eval: {exc}", file=sys.stderr)
+        return 2
+    for name, figures in report["precisions"].items():
+        acc = figures["accuracy"]
+        print(f"{name:16s} accuracy {acc:.1%} over {figures['cycles']} cycles" if acc is not None
+              else f"{name:16s} no labelled cycles")
+    for name, value in report["agreement"].items():
+        print(f"{name:30s} agreement {value:.1%}" if value is not None else f"{name}: no common cycles")
+    print(f"report written to {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train the tiny advice model on rendered scenes (needs the [export] extra)",
+        description="Teacher-forced training of a tiny Qwen3-VL-MoE (export.tiny dimensions) on clips from "
+                    "`edge scene` folders, sampled as the runtime samples them, to answer with the advice JSON.",
+    )
+    train.add_argument("--scenes", type=Path, required=True, help="folder of `edge scene` outputs (searched recursively)")
+    train.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (bf16 safetensors)")
+    train.add_argument("--seed", type=int, default=0, help="batch order and torch seed (default %(default)s)")
+    train.add_argument("--init-seed", type=int, default=0, help="make_tiny_checkpoint seed of the start weights")
+    train.add_argument("--vision-steps", type=int, default=300,
+                       help="phase 1: vision tower + auxiliary head steps (default %(default)s)")
+    train.add_argument("--steps", type=int, default=120,
+                       help="phase 2: whole-model teacher-forcing steps (default %(default)s)")
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--threads", type=int, default=2, help="torch threads (fixed for reproducibility)")
+    train.add_argument("--minutes", type=float, default=None, help="stop after this many minutes (a cap; recorded)")
+    train.add_argument("--cache", type=Path, default=None, help="frame cache folder (default SCENES/.train_cache)")
+    train.add_argument("--render", choices=["train", "heldout", "calibration"], default=None,
+                       help="first render that built-in data recipe into --scenes (existing scenes are kept) and "
+                            "record it in training.json")
+    train.add_argument("--recipe", type=Path, default=None, help="JSON describing how the scenes were rendered "
+                       "(stored in training.json)")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_cmd_train)
+
+    ev = subparsers.add_parser(
+        "eval",
+        help="meta-action accuracy of a bundle on labelled scenes, per precision (lock-step replay)",
+        description="Replays every scene folder under --scenes through the runtime loop in lock-step, once per "
+                    "precision combination of the bundle, and reports accuracy and quantised-vs-reference agreement.",
+    )
+    ev.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the built-in default bundle)")
+    ev.add_argument("--scenes", type=Path, required=True, help="folder of `edge scene` outputs (searched recursively)")
+    ev.add_argument("--out", type=Path, required=True, help="report JSON to write")
+    ev.add_argument("--precision", action="append", metavar="ENCODER+DECODER",
+                    help="evaluate only these combinations, e.g. int8+q4_k_m (repeatable; the reference is always run)")
+    ev.add_argument("--max-scenes", type=int, default=None, help="only the first N scenes (sorted by path)")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=_cmd_eval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m export.train.cli train ...`), same as `edge train ...` / `edge eval ...`."""
+    parser = argparse.ArgumentParser(prog="edge")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

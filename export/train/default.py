@@ -1,0 +1,124 @@
+"""The built-in default bundle: built once from the shipped checkpoint (models/default/) and cached.
+
+    from export.train.default import ensure_default_bundle
+    bundle = ensure_default_bundle()   # ~/.cache/edge-runtime/default-bundle-<weights sha>/ (or $EDGE_CACHE_DIR)
+
+Contents: the fp32 vision ONNX, decoders f16 (reference) and q4_k_m (what ships), and an INT8 vision
+model calibrated (`calib.calibrate_bundle`) on a few rendered training scenes. The cache folder is
+named after the checkpoint's weights hash, so new weights never reuse an old bundle; it is built
+beside its final place and renamed into it only when complete. While building, everything that would
+go to standard output goes to standard error instead: callers (scripts/demo.sh) read the folder's
+path from standard output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from edge.manifest import BundleError, load_bundle
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "default"
+PROFILE = {"width": 448, "height": 256, "frames": 4}
+QUANTS = ("f16", "q4_k_m")
+CACHE_ENV = "EDGE_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edge-runtime"
+
+
+def checkpoint_digest(checkpoint: Path) -> str:
+    """sha256 over the checkpoint's config and weights (what decides the bundle's content)."""
+    digest = hashlib.sha256()
+    files = [checkpoint / "config.json", *sorted(checkpoint.glob("*.safetensors"))]
+    for path in files:
+        if not path.is_file():
+            raise BundleError(f"default checkpoint is incomplete: {path} is missing")
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _usable(bundle: Path) -> bool:
+    try:
+        manifest, _ = load_bundle(bundle, verify_hashes=False)
+    except BundleError:
+        return False
+    return bool(manifest.decoder) and bool(manifest.vision)
+
+
+def build_default_bundle(out: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, calibrate: bool = True,
+                         progress: bool = True) -> Path:
+    """Export + INT8 calibration into `out` (which must not exist or be a previous bundle)."""
+    from export.bundle import build_bundle
+    from export.train.recipe import CALIBRATION, render_recipe
+
+    log = (lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None)
+    log(f"building the default bundle from {checkpoint} into {out}")
+    build_bundle(checkpoint, out, PROFILE["width"], PROFILE["height"], PROFILE["frames"], quants=QUANTS,
+                 progress=progress, overwrite=True)
+    if calibrate:
+        from calib.calibrate import calibrate_bundle
+
+        with tempfile.TemporaryDirectory(prefix="edge-calib-scenes-") as tmp:
+            render_recipe(CALIBRATION, tmp, progress=log)
+            videos = sorted(str(p) for p in Path(tmp).rglob("video.mp4"))
+            result = calibrate_bundle(out, videos, progress=progress, log=log)
+        log(f"INT8 vision: worst held-out cosine {result.accuracy.worst_cosine:.5f} "
+            f"({'adopted' if result.adopted else 'not adopted'})")
+    return out
+
+
+def ensure_default_bundle(out_dir: Path | None = None, *, checkpoint: Path = DEFAULT_CHECKPOINT,
+                          calibrate: bool = True, progress: bool = True) -> Path:
+    """The default bundle's folder, building it when missing (about a minute on 2 cores)."""
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "config.json").is_file():
+        raise BundleError(f"the default checkpoint {checkpoint} is missing (train it with `edge train`)")
+    if out_dir is None:
+        out_dir = cache_root() / f"default-bundle-{checkpoint_digest(checkpoint)[:16]}"
+    out_dir = Path(out_dir)
+    if _usable(out_dir):
+        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        with _stdout_to_stderr():
+            build_default_bundle(staging / "bundle", checkpoint, calibrate=calibrate, progress=progress)
+        if out_dir.exists() and not _usable(out_dir):  # an unusable leftover (e.g. a copy cut short)
+            shutil.rmtree(out_dir)
+        try:
+            (staging / "bundle").rename(out_dir)
+        except OSError:
+            if not _usable(out_dir):  # not a concurrent build that finished first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Route Python's and native code's (llama.cpp, ONNX) standard output to standard error."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -1,0 +1,196 @@
+"""`edge eval`: meta-action accuracy of a bundle on labelled scenes, per precision combination.
+
+Every scene is replayed in lock-step through the real runtime loop (sim.replay.replay_scene: the
+bundle's ONNX encoder in ONNX Runtime, its GGUF decoder in llama.cpp, the grammar, ZeroMQ), once
+per (vision precision, decoder quant) pair in the bundle. A cycle counts as correct when its
+advice's action is one the label window of its newest frame accepts (labels.jsonl lists the
+acceptable actions, primary first); a cycle without advice counts as wrong. Agreement compares each
+combination's per-cycle action with the most precise combination's (fp32 encoder + the widest
+decoder), cycle by cycle: how often quantisation changes the decision.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.manifest import BundleManifest, load_bundle
+from export.train.dataset import Scene, find_scenes
+from sim.labels import load_labels, window_at
+
+REPORT_NAME = "eval"
+# Most precise first: the reference combination is the first that exists.
+VISION_ORDER = ("fp32", "fp16", "int8")
+DECODER_ORDER = ("f32", "f16", "q8_0", "q4_k_m", "q4_0")
+NO_ADVICE = "no_advice"
+
+
+@dataclass(frozen=True)
+class Combo:
+    vision: str
+    decoder: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.vision}+{self.decoder}"
+
+    @classmethod
+    def parse(cls, text: str) -> Combo:
+        vision, sep, decoder = text.partition("+")
+        if not sep or not vision or not decoder:
+            raise ValueError(f"precision combination {text!r} must read ENCODER+DECODER, e.g. int8+q4_k_m")
+        return cls(vision.lower(), decoder.lower())
+
+
+def bundle_combos(manifest: BundleManifest) -> list[Combo]:
+    """Every (adopted ONNX vision precision, decoder quant) pair, most precise first."""
+    visions = sorted({a.precision for a in manifest.adopted_vision("onnx")}, key=VISION_ORDER.index)
+    decoders = sorted({d.quant for d in manifest.decoder}, key=DECODER_ORDER.index)
+    if not visions or not decoders:
+        raise ValueError("the bundle needs at least one adopted ONNX vision model and one decoder to evaluate")
+    return [Combo(v, d) for v in visions for d in decoders]
+
+
+@dataclass
+class SceneRun:
+    scene: Scene
+    actions: list[str]  # per cycle: the advised action or "no_advice"
+    video_ms: list[float]
+    correct: list[bool | None]  # None: no label window at that time
+    wall_s: float
+
+
+def run_scene(bundle_dir: Path, scene: Scene, config, models) -> SceneRun:
+    from sim.replay import replay_scene
+
+    started = time.monotonic()
+    result = replay_scene(bundle_dir, scene.video, scene.nav, None, mode="lockstep", config=config, models=models,
+                          annotate=False)
+    windows = load_labels(scene.labels)
+    actions, correct = [], []
+    for message, t_ms in zip(result.advice, result.video_times_ms, strict=True):
+        action = message.advice.action.value if message.advice is not None else NO_ADVICE
+        actions.append(action)
+        window = window_at(windows, t_ms)
+        correct.append(None if window is None else (action != NO_ADVICE and window.accepts(action)))
+    return SceneRun(scene, actions, list(result.video_times_ms), correct, time.monotonic() - started)
+
+
+def _rate(values: list[bool]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(runs: list[SceneRun]) -> dict:
+    judged = [c for r in runs for c in r.correct if c is not None]
+    by_scenario: dict[str, list[bool]] = {}
+    by_variant: dict[str, list[bool]] = {}
+    confusion: dict[str, dict[str, int]] = {}
+    for run in runs:
+        windows = load_labels(run.scene.labels)
+        for action, t_ms, ok in zip(run.actions, run.video_ms, run.correct, strict=True):
+            if ok is None:
+                continue
+            by_scenario.setdefault(run.scene.scenario, []).append(ok)
+            by_variant.setdefault(run.scene.variant, []).append(ok)
+            expected = window_at(windows, t_ms).primary.value  # type: ignore[union-attr]
+            row = confusion.setdefault(expected, {})
+            row[action] = row.get(action, 0) + 1
+    return {
+        "accuracy": _rate(judged),
+        "cycles": len(judged),
+        "correct": sum(judged),
+        "no_advice": sum(a == NO_ADVICE for r in runs for a in r.actions),
+        "per_scenario": {k: _rate(v) for k, v in sorted(by_scenario.items())},
+        "per_variant": {k: _rate(v) for k, v in sorted(by_variant.items())},
+        "confusion": {k: dict(sorted(v.items())) for k, v in sorted(confusion.items())},
+        "wall_s": round(sum(r.wall_s for r in runs), 1),
+    }
+
+
+def agreement(a: list[SceneRun], b: list[SceneRun]) -> dict:
+    """Share of cycles (matched by scene and newest-frame time) with the same action."""
+    same = total = 0
+    for ra, rb in zip(a, b, strict=True):
+        times_b = dict(zip(rb.video_ms, rb.actions, strict=True))
+        for t_ms, action in zip(ra.video_ms, ra.actions, strict=True):
+            if t_ms in times_b:
+                total += 1
+                same += action == times_b[t_ms]
+    return {"agreement": same / total if total else None, "cycles": total, "same": same}
+
+
+def evaluate(
+    bundle: Path | str | None,
+    scenes_root: Path | str,
+    out: Path | str | None = None,
+    *,
+    combos: list[str] | None = None,
+    max_scenes: int | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> dict:
+    """Replay every scene under `scenes_root` per precision combination; write and return the report."""
+    from edge.benchreport import machine_info
+    from edge.runtime import load_model_parts
+    from sim.replay import replay_config
+
+    if bundle is None:
+        from export.train.default import ensure_default_bundle
+
+        bundle = ensure_default_bundle()
+    manifest, bundle_dir = load_bundle(bundle)
+    available = bundle_combos(manifest)
+    if combos:
+        wanted = [Combo.parse(c) for c in combos]
+        missing = [c.name for c in wanted if c not in available]
+        if missing:
+            raise ValueError(f"precision combination(s) {missing} not in the bundle (has {[c.name for c in available]})")
+        chosen = wanted
+    else:
+        chosen = available
+    reference = available[0]
+    if reference not in chosen:
+        chosen = [reference, *chosen]
+    scenes = find_scenes(scenes_root)
+    if max_scenes is not None:
+        scenes = scenes[:max_scenes]
+
+    runs: dict[str, list[SceneRun]] = {}
+    for combo in chosen:
+        config = replay_config(bundle_dir, vision_precision=combo.vision, decoder_quant=combo.decoder,
+                               overrides=["vision.backend='onnxruntime'"])
+        models = load_model_parts(config, verify_hashes=False)  # hashes were verified above
+        try:
+            runs[combo.name] = []
+            for i, scene in enumerate(scenes):
+                run = run_scene(bundle_dir, scene, config, models)
+                runs[combo.name].append(run)
+                if progress is not None:
+                    ok = [c for c in run.correct if c is not None]
+                    progress(f"[{combo.name}] {i + 1}/{len(scenes)} {scene.rel}: "
+                             f"{sum(ok)}/{len(ok)} correct ({run.wall_s:.1f} s)")
+        finally:
+            models.close()
+
+    report = {
+        "bench": REPORT_NAME,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_info(),
+        "bundle": str(bundle_dir),
+        "bundle_sha256": manifest.bundle_sha256(),
+        "source": {k: manifest.source.get(k) for k in ("checkpoint", "config_sha256") if k in manifest.source},
+        "scenes": [s.rel for s in scenes],
+        "mode": "lockstep",
+        "reference": reference.name,
+        "precisions": {name: summarize(r) for name, r in runs.items()},
+        "agreement": {f"{name} vs {reference.name}": agreement(r, runs[reference.name])["agreement"]
+                      for name, r in runs.items() if name != reference.name},
+        "agreement_detail": {f"{name} vs {reference.name}": agreement(r, runs[reference.name])
+                             for name, r in runs.items() if name != reference.name},
+    }
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,193 @@
+"""edge train: the dataset is the runtime's exact prompt and the grammar's answer; training is
+deterministic and learns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from edge.grammar import parse_advice
+from edge.messages import Hazard, MetaAction, Urgency
+from edge.prompt import PromptTemplate
+from export.train.dataset import load_dataset
+from export.train.targets import END_OF_TURN, short_rationale, target_action, target_advice, target_text
+from sim.labels import LabelWindow, load_labels
+
+SCENE_SECONDS = 5.0
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    """Two short rendered scenes: one with a navigation timeline (turn_right) and one without nav
+    updates in the window (red_light)."""
+    from sim.scene import render_scene
+
+    root = tmp_path_factory.mktemp("train_scenes")
+    render_scene("red_light", 7, root / "red_light", duration_s=SCENE_SECONDS)
+    render_scene("turn_right", 7, root / "turn_right", duration_s=SCENE_SECONDS, variant="night")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(scenes, tmp_path_factory):
+    return load_dataset(scenes, tmp_path_factory.mktemp("frame_cache"))
+
+
+def test_every_target_parses_as_the_label_advice(scenes):
+    windows = [w for path in sorted(scenes.rglob("labels.jsonl")) for w in load_labels(path)]
+    assert windows
+    for window in windows:
+        text = target_text(window)
+        assert text.endswith(END_OF_TURN)
+        advice = parse_advice(text.removesuffix(END_OF_TURN))
+        assert advice == target_advice(window)
+        assert advice.action == target_action(window)
+        assert advice.action in window.actions  # always an answer the label accepts
+        assert advice.urgency == window.urgency
+        assert advice.lateral != advice.action
+        assert advice.lateral in (window.lateral, window.primary, None)
+        assert advice.hazards == list(window.hazards)
+        assert 0 < len(advice.rationale) <= 20
+
+
+def test_target_action_is_one_canonical_accepted_answer():
+    def window(*actions, lateral=None):
+        return LabelWindow(0, 500, tuple(MetaAction(a) for a in actions), (), Urgency.LOW,
+                           MetaAction(lateral) if lateral else None, "", "x")
+
+    # look-alike situations share one answer
+    assert target_action(window("decelerate", "stop")) is MetaAction.STOP  # yellow light, braking lead car
+    assert target_action(window("yield", "decelerate", "stop")) is MetaAction.STOP
+    assert target_action(window("accelerate", "keep_speed")) is MetaAction.KEEP_SPEED  # speeding up
+    cones = window("keep_lane", "keep_speed", "decelerate", lateral="keep_speed")
+    assert target_action(cones) is MetaAction.KEEP_SPEED
+    assert target_advice(cones).lateral is MetaAction.KEEP_LANE
+    # manoeuvres stay
+    assert target_action(window("pull_over", "stop", "decelerate")) is MetaAction.PULL_OVER
+    assert target_action(window("turn_left", "decelerate")) is MetaAction.TURN_LEFT
+    assert target_action(window("nudge_right", "decelerate")) is MetaAction.NUDGE_RIGHT
+
+
+def test_short_rationale_is_deterministic_and_names_the_hazard():
+    red = LabelWindow(0, 500, (MetaAction.STOP, MetaAction.DECELERATE), (Hazard.RED_LIGHT, Hazard.LOW_VISIBILITY),
+                      Urgency.HIGH, MetaAction.KEEP_LANE, "waiting at the red light", "traffic_light")
+    assert short_rationale(red) == "red light"
+    green = LabelWindow(0, 500, (MetaAction.ACCELERATE,), (), Urgency.LOW, None, "light turned green", "traffic_light")
+    assert short_rationale(green) == "green light"
+    cruise = LabelWindow(0, 500, (MetaAction.KEEP_SPEED,), (), Urgency.LOW, None, "road clear", "cruise")
+    assert short_rationale(cruise) == "road clear"
+
+
+def test_examples_follow_the_runtime_sampling(dataset):
+    ex = next(e for e in dataset.examples if e.newest_ms == 2000.0)
+    # 4 samples 500 ms apart at 10 fps: frames 5, 10, 15, 20; pair timestamps 0.25 and 1.25 s.
+    assert ex.frames == (5, 10, 15, 20)
+    nav = ex.prompt[ex.prompt.rindex("<|vision_end|>") + len("<|vision_end|>"):ex.prompt.rindex("<|im_end|>\n<|im_start|>assistant")]
+    expected = PromptTemplate().full_text([0.25, 1.25], dataset.sampling.profile.tokens_per_pair, nav)
+    assert ex.prompt == expected
+    assert "<0.2 seconds>" in ex.prompt and "<1.2 seconds>" in ex.prompt
+    pixels = dataset.pixel_values(ex)
+    profile = dataset.sampling.profile
+    assert pixels.shape == (profile.patches_per_clip, profile.patch_dim)
+
+
+def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoint, tiny_bundle, tmp_path):
+    """The real loop (lock-step replay) picks the same frames and builds the same nav line for the
+    same newest frame, and llama.cpp's tokenisation of the decoder's prompt pieces equals the
+    training tokenisation (transformers) of the whole text."""
+    from transformers import AutoTokenizer
+
+    from edge.llm import LlamaModel
+    from edge.manifest import load_bundle
+    from export.train.trainer import IGNORE, encode_example
+    from sim.replay import replay_scene
+
+    scene = next(s for s in dataset.scenes if s.scenario == "turn_right")
+    index = dataset.scenes.index(scene)
+    replay_scene(tiny_bundle, scene.video, scene.nav, None, out_dir=tmp_path, annotate=False, max_cycles=3)
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert len(audit) == 3
+    by_newest = {ex.frames[-1]: ex for ex in dataset.examples if ex.scene == index}
+    for record in audit:
+        ex = by_newest[record["frame_ids"][-1]]
+        assert tuple(record["frame_ids"]) == ex.frames
+        assert f"<|vision_end|>{record['nav_line']}<|im_end|>\n<|im_start|>assistant\n" in ex.prompt
+    assert any(r["nav_line"].startswith("Navigation: turn right") for r in audit)
+
+    ex = by_newest[audit[-1]["frame_ids"][-1]]
+    manifest, bundle_dir = load_bundle(tiny_bundle)
+    model = LlamaModel(bundle_dir / manifest.decoder[0].path)
+    try:  # the pieces exactly as edge.decoder.AdviceDecoder feeds them
+        template = PromptTemplate()
+        pieces = model.tokenize(template.prefix(), parse_special=True)
+        for stamp in (0.25, 1.25):
+            pieces += model.tokenize(template.pair_open(stamp), parse_special=True)
+            pieces += model.tokenize(template.pair_close(), parse_special=True)
+        pieces += model.tokenize(audit[-1]["nav_line"], parse_special=False)
+        pieces += model.tokenize(template.suffix(""), parse_special=True)
+        answer = model.tokenize(ex.target, parse_special=True)
+    finally:
+        model.close()
+    encoded = encode_example(AutoTokenizer.from_pretrained(tiny_checkpoint), ex, action_weight=1.0)
+    video_id = manifest.special_tokens.video_pad
+    prompt_ids = [t for t, label in zip(encoded.ids, encoded.labels, strict=True) if label == IGNORE and t != video_id]
+    assert prompt_ids == pieces
+    assert [t for t in encoded.labels if t != IGNORE] == answer
+    assert encoded.ids.count(video_id) == dataset.sampling.profile.tokens_per_clip
+
+
+def _short_run(dataset, tmp_path, seed: int):
+    from export.tiny import make_tiny_checkpoint
+    from export.train.trainer import TrainConfig, load_start_model, train_model
+
+    init = tmp_path / f"init{seed}"
+    if not (init / "config.json").is_file():
+        make_tiny_checkpoint(init, seed=0)
+    tokenizer, model = load_start_model(init, "eager")
+    config = TrainConfig(seed=seed, steps=3, batch_size=1, lr=2e-3, warmup_steps=1, balance=0.0, vision_steps=2,
+                         vision_batch_size=1)
+    result = train_model(model, tokenizer, dataset, config, progress=False)
+    return model, result
+
+
+def test_short_training_lowers_the_loss_and_is_reproducible(dataset, tmp_path):
+    import dataclasses
+
+    import torch
+
+    # One fixed batch (a single clip) in every step, so the loss must fall on it.
+    small = dataclasses.replace(dataset, examples=[dataset.examples[-3]], _frames={})
+    model_a, run_a = _short_run(small, tmp_path, seed=5)
+    assert run_a.steps_done == 3
+    assert run_a.losses[-1] < run_a.losses[0]
+    model_b, run_b = _short_run(small, tmp_path, seed=5)
+    assert len(run_a.vision_losses) == 2
+    assert run_b.losses == run_a.losses
+    assert run_b.vision_losses == run_a.vision_losses
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_checkpoint_is_bf16_in_the_tiny_layout_with_provenance(tmp_path):
+    from export.checkpoint import CheckpointReader
+    from export.tiny import make_tiny_checkpoint
+    from export.train.trainer import load_start_model, save_checkpoint
+
+    _, model = load_start_model(make_tiny_checkpoint(tmp_path / "init", seed=0), "eager")
+    out = save_checkpoint(model, tmp_path / "ckpt", 0, {"seed": 1, "command": ["edge", "train"]})
+    reader = CheckpointReader(out)
+    assert json.loads((out / "training.json").read_text()) == {"command": ["edge", "train"], "seed": 1}
+    assert reader.config["dtype"] == "bfloat16"
+    assert not (out / "tiny_checkpoint.json").exists()  # the weights are not the random init any more
+    from safetensors import safe_open
+
+    with safe_open(out / "model.safetensors", "pt") as f:
+        names = list(f.keys())
+        assert {str(f.get_tensor(n).dtype) for n in names[:5]} == {"torch.bfloat16"}
+    assert sorted(names) == sorted(model.state_dict())
