@@ -32,6 +32,8 @@ from edge.messages import MESSAGE_TYPES, SCHEMA_VERSION, WireMessage
 log = logging.getLogger(__name__)
 
 HARD_LIMIT_FACTOR = 4
+# The envelope fields every wire message starts with; the publisher writes them itself (below).
+_STAMP_FIELDS = frozenset({"schema_version", "seq", "mono_ns", "wall_ns"})
 CURVE_DOMAIN = "*"
 
 
@@ -168,7 +170,11 @@ class _BusSocket:
 
 
 class Publisher(_BusSocket):
-    """Publishes wire messages. Binds by default (the runtime is the stable end)."""
+    """Publishes wire messages. Binds by default (the runtime is the stable end).
+
+    ``kernel_buffer_bytes`` also bounds the OS socket buffer (SO_SNDBUF): messages queued in the
+    kernel are out of the high-water mark's reach, so a link that should drop stale messages rather
+    than deliver them late bounds both. None keeps the OS default."""
 
     def __init__(
         self,
@@ -177,11 +183,15 @@ class Publisher(_BusSocket):
         context: zmq.Context | None = None,
         bind: bool = True,
         send_hwm: int = 100,
+        kernel_buffer_bytes: int | None = None,
         curve_keys: CurveKeys | None = None,
         curve_server_public: bytes | None = None,
     ):
+        options = {zmq.SNDHWM: send_hwm}
+        if kernel_buffer_bytes is not None:
+            options[zmq.SNDBUF] = kernel_buffer_bytes
         super().__init__(
-            zmq.PUB, endpoint, context=context, bind=bind, options={zmq.SNDHWM: send_hwm},
+            zmq.PUB, endpoint, context=context, bind=bind, options=options,
             curve_keys=curve_keys, curve_server_public=curve_server_public,
         )
         self._seq: Counter[str] = Counter()
@@ -190,16 +200,22 @@ class Publisher(_BusSocket):
         """Stamp seq and clocks, serialise and send without blocking. Returns the stamped copy.
 
         PUB never blocks: past the high-water mark libzmq drops for that subscriber, and the
-        subscriber sees the gap in ``seq``."""
+        subscriber sees the gap in ``seq``.
+
+        The body is serialised first and the envelope (schema_version, seq, clocks) written in
+        front of it just before the send, so ``mono_ns`` is the moment the bytes go to the socket,
+        not the moment serialisation started; the stamped copy is made after the send. The bytes
+        are exactly ``stamped.model_dump_json()`` (a test holds this)."""
         topic = message.TOPIC
         seq = self._seq[topic]
         self._seq[topic] = seq + 1
-        stamped = message.model_copy(
-            update={"seq": seq, "mono_ns": time.monotonic_ns(), "wall_ns": time.time_ns()}
-        )
-        payload = stamped.__pydantic_serializer__.to_json(stamped)
+        body = message.__pydantic_serializer__.to_json(message, exclude=_STAMP_FIELDS)
+        mono_ns, wall_ns = time.monotonic_ns(), time.time_ns()
+        envelope = b'{"schema_version":%d,"seq":%d,"mono_ns":%d,"wall_ns":%d' % (
+            message.schema_version, seq, mono_ns, wall_ns)
+        payload = envelope + (b"," + body[1:] if len(body) > 2 else b"}")
         self._sock.send_multipart([topic.encode(), payload], flags=zmq.NOBLOCK)
-        return stamped
+        return message.model_copy(update={"seq": seq, "mono_ns": mono_ns, "wall_ns": wall_ns})
 
     def send_raw(self, frames: list[bytes]) -> None:
         """Send arbitrary frames (tests and fault injection only)."""
@@ -220,7 +236,8 @@ class Subscriber(_BusSocket):
 
     ``latest_only`` gives CONFLATE semantics: each ``receive`` drains what is queued and
     returns the newest message. libzmq's own ZMQ_CONFLATE is not used because it does not
-    support multipart messages, and ``[topic, json]`` is multipart."""
+    support multipart messages, and ``[topic, json]`` is multipart. ``kernel_buffer_bytes`` sets
+    SO_RCVBUF (see Publisher)."""
 
     def __init__(
         self,
@@ -231,6 +248,7 @@ class Subscriber(_BusSocket):
         bind: bool = False,
         latest_only: bool = False,
         receive_hwm: int = 100,
+        kernel_buffer_bytes: int | None = None,
         max_message_bytes: int = 65_536,
         curve_keys: CurveKeys | None = None,
         curve_server_public: bytes | None = None,
@@ -239,9 +257,11 @@ class Subscriber(_BusSocket):
         unknown = [t for t in self.topics if t not in MESSAGE_TYPES]
         if unknown:
             raise BusError(f"unknown topics {unknown}; known: {sorted(MESSAGE_TYPES)}")
+        options = {zmq.RCVHWM: receive_hwm, zmq.MAXMSGSIZE: max_message_bytes * HARD_LIMIT_FACTOR}
+        if kernel_buffer_bytes is not None:
+            options[zmq.RCVBUF] = kernel_buffer_bytes
         super().__init__(
-            zmq.SUB, endpoint, context=context, bind=bind,
-            options={zmq.RCVHWM: receive_hwm, zmq.MAXMSGSIZE: max_message_bytes * HARD_LIMIT_FACTOR},
+            zmq.SUB, endpoint, context=context, bind=bind, options=options,
             curve_keys=curve_keys, curve_server_public=curve_server_public,
         )
         for topic in self.topics:

@@ -5,8 +5,13 @@ bare pyzmq send/recv of the same serialised bytes, over tcp and ipc loopback, in
 
 The sender is a separate process so that its work does not hold the receiver's GIL. Latency is
 receipt time minus send time on CLOCK_MONOTONIC, which is system-wide on Linux: ours reads the
-send time from the message's own ``mono_ns`` stamp (taken before serialisation, so it counts);
-the baseline carries it in a third 8-byte frame.
+send time from the message's own ``mono_ns`` stamp (taken as the bytes go to the socket) and the
+receipt time after validation, so validation counts; the baseline carries the send time in a third
+8-byte frame and parses nothing.
+
+The variants run interleaved in rounds (baseline and ours alternate which goes first), and each
+variant's samples are pooled over the rounds: on a shared 2-core box the background drifts over
+a minute, and a sequential A-then-B run would charge that drift to whichever came second.
 """
 
 from __future__ import annotations
@@ -162,24 +167,28 @@ def _receive_raw(transport: str, count: int, workdir: Path) -> list[float]:
     return latencies
 
 
-def run_bus_bench(count: int = 10_000) -> dict[str, object]:
-    results: dict[str, object] = {}
-    ratios: dict[str, float | None] = {}
+def run_bus_bench(count: int = 10_000, rounds: int = 5) -> dict[str, object]:
+    rounds = max(1, min(rounds, count))
+    per_round = [count // rounds + (i < count % rounds) for i in range(rounds)]
+    samples: dict[str, list[float]] = {f"{kind}_{t}": [] for t in ("tcp", "ipc") for kind in ("pyzmq", "ours")}
     with tempfile.TemporaryDirectory(prefix="edge-bench-bus-") as tmp:
         workdir = Path(tmp)
-        for transport in ("tcp", "ipc"):
-            # Baseline first, then ours, per transport, so both see the same machine state.
-            raw = Stats.from_samples(_receive_raw(transport, count, workdir))
-            ours = Stats.from_samples(_receive_ours(transport, count, workdir))
-            results[f"pyzmq_{transport}"] = raw.as_dict()
-            results[f"ours_{transport}"] = ours.as_dict()
-            ratios[f"ours_over_pyzmq_{transport}_p99"] = ratio(ours.p99_ms, raw.p99_ms)
-            ratios[f"ours_over_pyzmq_{transport}_p50"] = ratio(ours.p50_ms, raw.p50_ms)
+        for index, n in enumerate(per_round):
+            for transport in ("tcp", "ipc"):
+                variants = [("pyzmq", _receive_raw), ("ours", _receive_ours)]
+                for kind, receive in variants if index % 2 == 0 else variants[::-1]:
+                    samples[f"{kind}_{transport}"] += receive(transport, n, workdir)
+    stats = {name: Stats.from_samples(values) for name, values in samples.items()}
+    ratios: dict[str, float | None] = {}
+    for transport in ("tcp", "ipc"):
+        raw, ours = stats[f"pyzmq_{transport}"], stats[f"ours_{transport}"]
+        ratios[f"ours_over_pyzmq_{transport}_p99"] = ratio(ours.p99_ms, raw.p99_ms)
+        ratios[f"ours_over_pyzmq_{transport}_p50"] = ratio(ours.p50_ms, raw.p50_ms)
     payload_bytes = len(sample_advice().model_dump_json())
     return make_report(
-        "bus", results, ratios,
-        config={"messages": count, "send_interval_ms": SEND_INTERVAL_S * 1e3, "payload_bytes": payload_bytes,
-                "sender": "separate process", "cpu_count": os.cpu_count()},
+        "bus", {name: s.as_dict() for name, s in stats.items()}, ratios,
+        config={"messages": count, "rounds": rounds, "send_interval_ms": SEND_INTERVAL_S * 1e3,
+                "payload_bytes": payload_bytes, "sender": "separate process", "cpu_count": os.cpu_count()},
     )
 
 
@@ -187,11 +196,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bus", help="ZeroMQ advice latency: ours vs bare pyzmq (tcp, ipc)")
     parser.add_argument("--out", required=True, type=Path, help="JSON report path")
     parser.add_argument("--count", type=int, default=10_000, help="messages per variant (>= 10000 for the claim)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the count is split over")
     parser.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    report = run_bus_bench(args.count)
+    report = run_bus_bench(args.count, args.rounds)
     path = write_report(args.out, report)
     for name, stats in report["results"].items():  # type: ignore[union-attr]
         print(f"{name:<12} p50 {stats['p50_ms']:.3f} ms  p99 {stats['p99_ms']:.3f} ms  max {stats['max_ms']:.3f} ms  n={stats['n']}")

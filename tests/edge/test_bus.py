@@ -32,8 +32,35 @@ def test_round_trip_keeps_content_and_stamps(endpoint, zmq_context):
     sub.close()
 
 
+def test_published_bytes_are_the_stamped_copy_serialised(zmq_context):
+    pub = Publisher("tcp://127.0.0.1:*", context=zmq_context)
+    raw = zmq_context.socket(zmq.SUB)
+    raw.setsockopt(zmq.SUBSCRIBE, b"")
+    raw.connect(pub.endpoint)
+    messages = [sample_advice(), NavInstruction(nav_id="n1", maneuver="turn_left", distance_m=120),
+                heartbeat()]
+    deadline = time.monotonic() + 5
+    while not raw.poll(50):  # slow joiner: publish until the raw subscriber is connected
+        assert time.monotonic() < deadline
+        pub.publish(messages[0])
+    while raw.poll(50):
+        raw.recv_multipart()
+    for message in messages:
+        stamped = pub.publish(message)
+        topic, payload = raw.recv_multipart()
+        assert topic == message.TOPIC.encode()
+        assert payload == stamped.model_dump_json().encode()
+        assert stamped.mono_ns > 0 and stamped.wall_ns > 0
+    raw.close(0)
+    pub.close()
+
+
 def test_seq_is_per_topic_and_gaps_are_counted(zmq_context):
-    pub, sub = connect_pair("tcp://127.0.0.1:*", zmq_context, receive_hwm=5)
+    # Small kernel buffers too: otherwise the OS absorbs megabytes and the flood may not overflow.
+    pub = Publisher("tcp://127.0.0.1:*", context=zmq_context, send_hwm=5, kernel_buffer_bytes=8_192)
+    sub = Subscriber(pub.endpoint, [TOPIC_ADVICE, TOPIC_STATUS], context=zmq_context, receive_hwm=5,
+                     kernel_buffer_bytes=8_192)
+    wait_joined(pub, sub)
     heartbeats_before = sub.seq.last[TOPIC_STATUS]
     # Flood far past both high-water marks without reading: libzmq drops, seq reveals it.
     total = 3_000
