@@ -14,13 +14,17 @@ import shlex
 import sys
 from pathlib import Path
 
+# TrainConfig fields settable from the command line (defaults: export.train.trainer.TrainConfig).
+_CONFIG_OPTIONS = ("steps", "vision_steps", "batch_size", "lr", "balance", "balance_by", "action_balance", "threads")
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from export.train.dataset import DatasetError
     from export.train.trainer import TrainConfig, train
 
-    config = TrainConfig(seed=args.seed, init_seed=args.init_seed, steps=args.steps, batch_size=args.batch_size,
-                         lr=args.lr, threads=args.threads, max_minutes=args.minutes, vision_steps=args.vision_steps)
+    # Options left out keep TrainConfig's defaults (one place for them; training.json records all).
+    given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
+    config = TrainConfig(seed=args.seed, init_seed=args.init_seed, max_minutes=args.minutes, **given)
     recipe = json.loads(Path(args.recipe).read_text()) if args.recipe else None
     if args.render:
         from export.train.recipe import RECIPES, render_recipe
@@ -29,7 +33,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         render_recipe(chosen, args.scenes, progress=None if args.no_progress else
                       (lambda line: print(line, file=sys.stderr)))
         recipe = chosen.to_json()
-    command = ["edge", "train", *sys.argv[2:]] if len(sys.argv) > 1 and sys.argv[1] == "train" else None
+    # The command as typed (from the subcommand on), for training.json; None when called from Python.
+    command = ["edge", *sys.argv[sys.argv.index("train"):]] if "train" in sys.argv[1:] else None
     try:
         out, result = train(args.scenes, args.out, config, cache_dir=args.cache, progress=not args.no_progress,
                             command=command, recipe=recipe)
@@ -41,7 +46,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {result.steps_done} steps in {result.seconds / 60:.1f} min; loss {result.losses[0]:.3f} -> "
           f"{tail:.3f} (mean of the last 20)")
     if result.stopped_early:
-        print(f"  stopped by --minutes {args.minutes} before --steps {args.steps}: not reproducible by step count")
+        print(f"  stopped by --minutes {args.minutes} before --steps {config.steps}: not reproducible by step count")
     print(f"checkpoint written to {out} ({size / 2**20:.1f} MiB bf16), provenance in {out / 'training.json'}")
     print(f"  command: {shlex.join(command) if command else '(python API)'}")
     return 0
@@ -79,13 +84,16 @@ def register(subparsers) -> None:
     train.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (bf16 safetensors)")
     train.add_argument("--seed", type=int, default=0, help="batch order and torch seed (default %(default)s)")
     train.add_argument("--init-seed", type=int, default=0, help="make_tiny_checkpoint seed of the start weights")
-    train.add_argument("--vision-steps", type=int, default=300,
-                       help="phase 1: vision tower + auxiliary head steps (default %(default)s)")
-    train.add_argument("--steps", type=int, default=120,
-                       help="phase 2: whole-model teacher-forcing steps (default %(default)s)")
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=2e-3)
-    train.add_argument("--threads", type=int, default=2, help="torch threads (fixed for reproducibility)")
+    train.add_argument("--vision-steps", type=int, help="phase 1: vision tower + auxiliary head steps")
+    train.add_argument("--steps", type=int, help="phase 2: whole-model teacher-forcing steps")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--balance", type=float, help="sample weight = count(group) ** -BALANCE (0: uniform)")
+    train.add_argument("--balance-by", choices=["scenario_action", "action"],
+                       help="the groups --balance evens out")
+    train.add_argument("--action-balance", type=float,
+                       help="extra weight scenarios(action) ** -X for actions that few scenarios have")
+    train.add_argument("--threads", type=int, help="torch threads (fixed for reproducibility)")
     train.add_argument("--minutes", type=float, default=None, help="stop after this many minutes (a cap; recorded)")
     train.add_argument("--cache", type=Path, default=None, help="frame cache folder (default SCENES/.train_cache)")
     train.add_argument("--render", choices=["train", "heldout", "calibration"], default=None,

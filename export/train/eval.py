@@ -106,6 +106,11 @@ def summarize(runs: list[SceneRun]) -> dict:
         "per_scenario": {k: _rate(v) for k, v in sorted(by_scenario.items())},
         "per_variant": {k: _rate(v) for k, v in sorted(by_variant.items())},
         "confusion": {k: dict(sorted(v.items())) for k, v in sorted(confusion.items())},
+        # Where the errors are, cycle by cycle: [newest frame's video time (ms), action, correct].
+        "per_scene": {run.scene.rel: {"accuracy": _rate([c for c in run.correct if c is not None]),
+                                      "cycles": [[round(t_ms), action, ok] for action, t_ms, ok
+                                                 in zip(run.actions, run.video_ms, run.correct, strict=True)]}
+                      for run in runs},
         "wall_s": round(sum(r.wall_s for r in runs), 1),
     }
 

@@ -68,6 +68,11 @@ def test_eval_report_shape_and_figures(default_bundle, heldout_scenes, tmp_path)
         assert all(0.0 <= v <= 1.0 for v in figures["per_scenario"].values())
         # 6 s scenes, a cycle every 500 ms once 4 samples exist: 1.5 s .. 5.5 s -> 9 cycles each.
         assert figures["cycles"] == 18
+        timelines = figures["per_scene"]
+        assert len(timelines) == 2 and sum(len(t["cycles"]) for t in timelines.values()) == 18
+        assert [t_ms for t_ms, _, _ in next(iter(timelines.values()))["cycles"]] == list(range(1500, 6000, 500))
+        correct = sum(ok for t in timelines.values() for _, _, ok in t["cycles"])
+        assert correct == figures["correct"]
     assert set(report["agreement"]) == {f"{name} vs {reference}" for name in report["precisions"] if name != reference}
     assert all(0.0 <= v <= 1.0 for v in report["agreement"].values())
     # Accuracy itself is reported, not asserted: the shipped model does not reach the 90%

@@ -96,6 +96,33 @@ def test_examples_follow_the_runtime_sampling(dataset):
     assert pixels.shape == (profile.patches_per_clip, profile.patch_dim)
 
 
+def test_balancing_by_scenario_and_action_evens_out_each_group(dataset):
+    from export.train.trainer import balance_group, sample_weights
+
+    def group_mass(p, balance_by):
+        mass: dict[tuple[str, ...], float] = {}
+        for ex, w in zip(dataset.examples, p, strict=True):
+            group = balance_group(dataset, ex, balance_by)
+            mass[group] = mass.get(group, 0.0) + w
+        return mass
+
+    groups = group_mass(sample_weights(dataset, 1.0, "scenario_action"), "scenario_action")
+    # Both scenes contribute groups (red_light: stop and keep_speed windows; turn_right: cruise + turn).
+    assert {scenario for scenario, _ in groups} == {"red_light", "turn_right"} and len(groups) >= 3
+    assert max(groups.values()) == pytest.approx(min(groups.values()))  # every group weighs the same
+    uniform = sample_weights(dataset, 0.0)
+    assert uniform == pytest.approx(1.0 / len(dataset.examples))
+    by_action = group_mass(sample_weights(dataset, 1.0, "action"), "action")
+    assert max(by_action.values()) == pytest.approx(min(by_action.values()))
+    # action_balance=1 divides each (scenario, action) group by the scenarios sharing its action:
+    # every action then weighs the same in total (keep_speed, in both scenes, no longer counts twice).
+    even = group_mass(sample_weights(dataset, 1.0, "scenario_action", action_balance=1.0), "action")
+    assert max(even.values()) == pytest.approx(min(even.values()))
+    assert even != pytest.approx(group_mass(sample_weights(dataset, 1.0, "scenario_action"), "action"))
+    with pytest.raises(ValueError, match="balance_by"):
+        sample_weights(dataset, 1.0, "scene")
+
+
 def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoint, tiny_bundle, tmp_path):
     """The real loop (lock-step replay) picks the same frames and builds the same nav line for the
     same newest frame, and llama.cpp's tokenisation of the decoder's prompt pieces equals the
