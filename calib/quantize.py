@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -136,19 +136,15 @@ def gemm_to_matmul(model) -> int:
 
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    new_nodes = []
-    rewritten = 0
-    for node in graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+    def as_matmul(node, attrs) -> list | None:
         if (
-            node.op_type != "Gemm"
-            or node.input[1] not in inits
+            node.input[1] not in inits
             or attrs.get("transA", 0)
             or attrs.get("alpha", 1.0) != 1.0
             or attrs.get("beta", 1.0) != 1.0
         ):
-            new_nodes.append(node)
-            continue
+            return None
         weight = inits[node.input[1]]
         if attrs.get("transB", 0):
             # Store B transposed once (a new initializer: the original may be shared).
@@ -160,12 +156,12 @@ def gemm_to_matmul(model) -> int:
             b_name = weight.name
         has_bias = len(node.input) > 2 and node.input[2]
         mm_out = node.output[0] + "_matmul" if has_bias else node.output[0]
-        new_nodes.append(helper.make_node("MatMul", [node.input[0], b_name], [mm_out], name=f"{node.name}_MatMul"))
+        nodes = [helper.make_node("MatMul", [node.input[0], b_name], [mm_out], name=f"{node.name}_MatMul")]
         if has_bias:
-            new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}_Add"))
-        rewritten += 1
-    del graph.node[:]
-    graph.node.extend(new_nodes)
+            nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}_Add"))
+        return nodes
+
+    rewritten = _rewrite_gemms(graph, as_matmul)
     # Drop initializers nothing reads any more (the untransposed weights).
     used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
     keep = [t for t in graph.initializer if t.name in used]
@@ -189,25 +185,34 @@ def split_gemm_bias(model, skip: Iterable[str] = ()) -> int:
     graph = model.graph
     inits = {t.name for t in graph.initializer}
     skip = set(skip)
-    new_nodes = []
-    rewritten = 0
-    for node in graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if (
-            node.op_type != "Gemm"
-            or node.name in skip
-            or len(node.input) < 3
-            or node.input[2] not in inits
-            or attrs.get("beta", 1.0) != 1.0
-        ):
-            new_nodes.append(node)
-            continue
+
+    def without_bias(node, attrs) -> list | None:
+        if node.name in skip or len(node.input) < 3 or node.input[2] not in inits or attrs.get("beta", 1.0) != 1.0:
+            return None
         bias, out = node.input[2], node.output[0]
         del node.input[2]
         node.output[0] = f"{out}_without_bias"
-        new_nodes.append(node)
-        new_nodes.append(helper.make_node("Add", [node.output[0], bias], [out], name=f"{node.name}_bias"))
-        rewritten += 1
+        return [node, helper.make_node("Add", [node.output[0], bias], [out], name=f"{node.name}_bias")]
+
+    return _rewrite_gemms(graph, without_bias)
+
+
+def _rewrite_gemms(graph, rewrite: Callable[[Any, dict], list | None]) -> int:
+    """Replace each Gemm node by what `rewrite(node, attributes)` returns (None keeps it as it is),
+    in place and in order. Returns how many were replaced."""
+    from onnx import helper
+
+    new_nodes = []
+    rewritten = 0
+    for node in graph.node:
+        replacement = None
+        if node.op_type == "Gemm":
+            replacement = rewrite(node, {a.name: helper.get_attribute_value(a) for a in node.attribute})
+        if replacement is None:
+            new_nodes.append(node)
+        else:
+            new_nodes.extend(replacement)
+            rewritten += 1
     del graph.node[:]
     graph.node.extend(new_nodes)
     return rewritten

@@ -119,14 +119,3 @@ def register(subparsers) -> None:
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=_cmd_eval)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m export.train.cli train ...`), same as `edge train ...` / `edge eval ...`."""
-    parser = argparse.ArgumentParser(prog="edge")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
