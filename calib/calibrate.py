@@ -173,6 +173,7 @@ def calibrate_bundle(
         heldout,
         interval_ms=interval_ms,
         resize_mode=resize_mode,
+        pixel_format=reference.input_dtype,
         on_skip=skipped,
         progress=progress,
     )

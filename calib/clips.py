@@ -36,7 +36,7 @@ class ClipSample:
     video: str  # path as given
     t_ms: float  # time of the clip's newest frame on the video's own clock
     frame_ids: tuple[int, ...]
-    pixel_values: np.ndarray  # float32 [patches_per_clip, patch_dim], owned (not the preprocessor's buffer)
+    pixel_values: np.ndarray  # encoder input [patches_per_clip, patch_dim], owned (not the preprocessor's buffer)
 
     @property
     def label(self) -> str:
@@ -166,7 +166,7 @@ def _read_clips(
     the decoder for almost every clip. Instead every wanted frame is fetched in time order through
     the same `VideoFileStepper.frame_at` that `clip_at` uses, resized at once with the runtime's
     `Preprocessor.resize_into`, and each clip is then normalised and patchified by
-    `Preprocessor.normalize_patchify`: exactly the two halves of `Preprocessor.preprocess_clip`.
+    `Preprocessor.patchify`: exactly the two halves of `Preprocessor.preprocess_clip`.
     """
     profile = preprocess.profile
     n = profile.frames_per_clip
@@ -196,7 +196,7 @@ def _read_clips(
                 video=video.path,
                 t_ms=t_ms,
                 frame_ids=tuple(frame_ids[clip]),
-                pixel_values=preprocess.normalize_patchify(resized[clip]).copy(),
+                pixel_values=preprocess.patchify(resized[clip]).copy(),
             )
         )
     return samples
@@ -218,12 +218,14 @@ def sample_clips(
     *,
     interval_ms: float = DEFAULT_INTERVAL_MS,
     resize_mode: str = DEFAULT_RESIZE,
+    pixel_format: str = "float32",
     on_skip: Callable[[str, str], None] | None = None,
     progress: bool = True,
 ) -> ClipSplit:
     """Read `n_calibration` + `n_heldout` disjoint clips spread over `videos`.
 
-    Unreadable videos are skipped (reported through `on_skip` and in `ClipSplit.skipped`); raises
+    `pixel_format` is the encoder's input type (`VisionArtifact.input_dtype`): the clips are what
+    the runtime would feed it. Unreadable videos are skipped (reported through `on_skip` and in `ClipSplit.skipped`); raises
     CalibrationError when no clip at all can be read, or when too few exist for both sets.
     """
     if n_calibration < 1 or n_heldout < 1:
@@ -269,7 +271,8 @@ def sample_clips(
             (video, t) for video, count in zip(opened, counts, strict=True) for t in sorted(video.candidates[:count])
         ]
         held = heldout_indices(len(plan), n_heldout)
-        preprocess = Preprocessor(profile, normalization, resize_mode=resize_mode, input_order="bgr")
+        preprocess = Preprocessor(profile, normalization, resize_mode=resize_mode, input_order="bgr",
+                                  pixel_format=pixel_format)  # type: ignore[arg-type]
         bar = tqdm(total=len(plan), desc="calibration clips", unit="clip", disable=not progress)
         start = 0
         for video, count in zip(opened, counts, strict=True):

@@ -678,7 +678,7 @@ def load_and_measure(report: BundleReport, config: Any, verify_hashes: bool = Tr
             logging.getLogger("edge.manifest").disabled = False
         start = time.perf_counter()
         choice = select_backend(bundle_dir, manifest, config.vision)
-        rows = choice.backend.encode(np.zeros(choice.backend.artifact.input_shape, np.float32))
+        rows = choice.backend.encode(np.zeros(choice.backend.artifact.input_shape, choice.backend.artifact.input_dtype))
         mark(f"vision: {choice.backend.name} loaded, one clip encoded to {list(rows.shape)}", start)
         from edge.decoder import choose_decoder
 

@@ -129,6 +129,10 @@ class VisionArtifact(BaseModel):
     precision: Literal["fp32", "fp16", "int8"]
     input_name: str
     input_shape: list[int]  # [patches_per_clip, patch_dim]
+    # "float32": normalised pixel values, exactly the HF processor's. "uint8": the raw RGB levels in
+    # the same layout; the graph normalises them itself (its first ops), so the host writes a quarter
+    # of the bytes and skips the per-value arithmetic (and a GPU gets a quarter of the upload).
+    input_dtype: Literal["float32", "uint8"] = "float32"
     output_name: str
     output_shape: list[int]  # [tokens_per_clip, n_embd * (1 + n_deepstack)]
     external_data: str | None = None

@@ -15,6 +15,12 @@ one table lookup per value (cv2.LUT, uint8 -> float32). The 256-entry table per 
 computed with the processor's own arithmetic (float64 rescale cast to float32, then float32
 (x - mean) / std), so the result is bit-identical to transformers, not merely close.
 
+Encoders whose input is uint8 levels (`VisionArtifact.input_dtype == "uint8"`, what `edge export
+bundle` writes) normalise in their own graph; with `pixel_format="uint8"` step 2 stops after the
+transpose and the clip is a quarter of the bytes: no table lookup, and assembling the clip copies
+1.4 MB instead of 5.5 MB at 448x256 x 4 frames. `normalize_levels` gives the float32 values from
+those levels, bit-identical to the float32 path.
+
 Consecutive clips share all but one frame (the sampler's ring slides by one sample), so resized
 frames are cached by frame object: in steady state each frame is resized once, not
 `frames_per_clip` times. All buffers are allocated once; the returned array is reused by the
@@ -46,6 +52,7 @@ from edge.manifest import CameraProfile, Normalization
 ResizeMode = Literal["crop", "letterbox"]
 ResizeFilter = Literal["area", "fast"]
 ColorOrder = Literal["bgr", "rgb"]
+PixelFormat = Literal["float32", "uint8"]
 
 
 def normalization_lut(normalization: Normalization) -> np.ndarray:
@@ -58,8 +65,19 @@ def normalization_lut(normalization: Normalization) -> np.ndarray:
     return ((rescaled[None, :] - mean[:, None]) / std[:, None]).astype(np.float32)
 
 
+def normalize_levels(levels: np.ndarray, normalization: Normalization) -> np.ndarray:
+    """uint8 levels `[rows, 3 * temporal * p * p]` (the uint8 pixel format) -> the float32 pixel
+    values the transformers processor gives for the same resized frames (columns are channel-major,
+    so each third of a row is one channel)."""
+    if levels.dtype != np.uint8 or levels.ndim != 2 or levels.shape[1] % 3:
+        raise ValueError(f"expected uint8 [rows, 3 * k] levels, got {levels.dtype} {list(levels.shape)}")
+    lut = normalization_lut(normalization)
+    rows, width = levels.shape[0], levels.shape[1] // 3
+    return lut[np.arange(3)[None, :, None], levels.reshape(rows, 3, width)].reshape(levels.shape)
+
+
 class Preprocessor:
-    """Fixed-profile preprocessing: frames (uint8 HxWx3) -> float32 `[patches, patch_dim]`.
+    """Fixed-profile preprocessing: frames (uint8 HxWx3) -> `[patches, patch_dim]` encoder input.
 
     resize_mode: "crop" (centre-crop to the profile's aspect, then resize) or "letterbox" (fit
       inside, bars in `pad_value`, by default the uint8 colour nearest the normalisation mean,
@@ -70,6 +88,8 @@ class Preprocessor:
       bicubic). On drive frames both stay within ~1 grey level RMS of PIL (fast 1.0, area 0.86).
     cache_frames: how many resized frames to keep (keyed by the frame array object, which
       capture never rewrites); 0 disables.
+    pixel_format: what the clip path returns: "float32" (normalised, the processor's pixel_values)
+      or "uint8" (the levels in the same layout, for encoders that normalise in their graph).
     """
 
     def __init__(
@@ -81,6 +101,7 @@ class Preprocessor:
         pad_value: tuple[int, int, int] | None = None,
         resize_filter: ResizeFilter = "fast",
         cache_frames: int | None = None,
+        pixel_format: PixelFormat = "float32",
     ) -> None:
         if resize_mode not in ("crop", "letterbox"):
             raise ValueError(f"resize_mode must be 'crop' or 'letterbox', got {resize_mode!r}")
@@ -88,6 +109,10 @@ class Preprocessor:
             raise ValueError(f"resize_filter must be 'area' or 'fast', got {resize_filter!r}")
         if input_order not in ("bgr", "rgb"):
             raise ValueError(f"input_order must be 'bgr' or 'rgb', got {input_order!r}")
+        if pixel_format not in ("float32", "uint8"):
+            raise ValueError(f"pixel_format must be 'float32' or 'uint8', got {pixel_format!r}")
+        self.pixel_format = pixel_format
+        self._dtype = np.dtype(np.float32 if pixel_format == "float32" else np.uint8)
         self.profile = profile
         self.normalization = normalization
         self.resize_mode = resize_mode
@@ -128,7 +153,7 @@ class Preprocessor:
         # Clip outputs for the frame-id path: [busy by a writer | ready (speculative) | held by
         # the loop until its next call]; all bookkeeping under `_prepared_lock`.
         clip_rows = profile.frame_pairs * profile.grid_h * profile.grid_w
-        self._clip_outs = [np.empty((clip_rows, profile.patch_dim), dtype=np.float32) for _ in range(3)]
+        self._clip_outs = [np.empty((clip_rows, profile.patch_dim), dtype=self._dtype) for _ in range(3)]
         self._outs_busy: set[int] = set()
         self._out_held: int | None = None
         self._ready: tuple[tuple[int, ...], tuple[np.ndarray, ...], int] | None = None  # ids, images, out
@@ -210,8 +235,8 @@ class Preprocessor:
     def preprocess_clip(
         self, frames: Sequence[np.ndarray], frame_ids: Sequence[int] | None = None
     ) -> np.ndarray:
-        """A clip of `frames_per_clip` frames -> `[patches_per_clip, patch_dim]` float32 (video
-        layout: consecutive frames form the temporal pairs). Reused by the next call.
+        """A clip of `frames_per_clip` frames -> `[patches_per_clip, patch_dim]` in the pixel
+        format (video layout: consecutive frames form the temporal pairs). Reused by the next call.
 
         With `frame_ids` (camera frame ids, one per frame), frames already given to
         `prepare_frame` are taken ready; the others are prepared here (and kept for the next
@@ -231,8 +256,8 @@ class Preprocessor:
             for i, frame in enumerate(frames):
                 self.resize_into(frame, stack[i])
                 self.resizes += 1
-            return self.normalize_patchify(stack)
-        return self.normalize_patchify([self.resized(frame) for frame in frames])
+            return self.patchify(stack)
+        return self.patchify([self.resized(frame) for frame in frames])
 
     # ---- pipelining: frames prepared as they are sampled ------------------------------------
     def prepare_frame(self, frame_id: int, image: np.ndarray) -> None:
@@ -350,8 +375,8 @@ class Preprocessor:
             self._prepared.popitem(last=False)
 
     def _compute_block(self, image: np.ndarray) -> np.ndarray:
-        """One frame -> float32 `(grid_h/m, grid_w/m, m, m, 3, p, p)`: the clip layout with the
-        temporal axis removed. Uses per-thread scratch, so it runs in any thread."""
+        """One frame -> `(grid_h/m, grid_w/m, m, m, 3, p, p)` in the pixel format: the clip layout
+        with the temporal axis removed. Uses per-thread scratch, so it runs in any thread."""
         prof = self.profile
         scratch = self._thread_scratch
         if not hasattr(scratch, "resized"):
@@ -363,6 +388,10 @@ class Preprocessor:
         blocks = scratch.resized.reshape(self._frame_view)
         if self.input_order == "bgr":
             blocks = blocks[..., ::-1]
+        if self.pixel_format == "uint8":  # the transpose is all there is to do
+            block = np.empty(self._block_shape, dtype=np.uint8)
+            np.copyto(block, blocks.transpose(0, 3, 1, 4, 6, 2, 5))
+            return block
         np.copyto(scratch.ordered, blocks.transpose(0, 3, 1, 4, 6, 2, 5))
         block = np.empty(self._block_shape, dtype=np.float32)
         rows = prof.grid_h * prof.grid_w
@@ -387,12 +416,41 @@ class Preprocessor:
         """One still image -> `[grid_h * grid_w, patch_dim]`, the frame repeated over the temporal
         patch (what the processor does with an image). Grid: (1, grid_h, grid_w)."""
         resized = self.resized(frame).copy() if self._cache_slots == 0 else self.resized(frame)
-        return self.normalize_patchify([resized] * self.profile.temporal_patch_size)
+        return self.patchify([resized] * self.profile.temporal_patch_size)
+
+    def patchify(self, resized: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Already-resized frames -> patches in the pixel format (`normalize_patchify` or
+        `levels_patchify`). Reused by the next call."""
+        if self.pixel_format == "uint8":
+            return self.levels_patchify(resized)
+        return self.normalize_patchify(resized)
+
+    def levels_patchify(self, resized: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Already-resized frames -> uint8 levels `[rows, patch_dim]` in the processor's layout
+        (RGB, not normalised). Reused by the next call."""
+        ordered = self._ordered(resized)
+        return ordered.reshape(-1, self.profile.patch_dim)
 
     def normalize_patchify(self, resized: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Already-resized frames (uint8 [N, H, W, 3] or N arrays [H, W, 3]; N a multiple of the
         temporal patch) -> normalised patches in the processor's layout. Exactly what transformers
-        computes after its resize."""
+        computes after its resize. Reused by the next call."""
+        ordered = self._ordered(resized)
+        out = self._buffers_for(len(ordered) * self.profile.temporal_patch_size)[1]
+        rows = out.shape[0]
+        if self._shared_lut:
+            _lookup(ordered.reshape(rows, -1), self._luts[0], out)
+        else:
+            # Each row holds three channel blocks of (temporal * p * p) values.
+            by_channel = ordered.reshape(rows, 3, -1)
+            width = by_channel.shape[2]
+            for c in range(3):
+                _lookup(by_channel[:, c, :], self._luts[c], out[:, c * width : (c + 1) * width])
+        return out
+
+    def _ordered(self, resized: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Resized frames -> the uint8 patch-ordered buffer (grid_t, h-block, w-block, h-in,
+        w-in, c, temporal, py, px), RGB."""
         prof = self.profile
         frames = list(resized)
         n = len(frames)
@@ -405,23 +463,14 @@ class Preprocessor:
                     f"expected resized uint8 frames [{prof.height}, {prof.width}, 3], got {frame.dtype} "
                     f"{list(frame.shape)}"
                 )
-        ordered, out = self._buffers_for(n)
+        ordered = self._buffers_for(n)[0]
         for i, frame in enumerate(frames):
             blocks = frame.reshape(self._frame_view)
             if self.input_order == "bgr":
                 blocks = blocks[..., ::-1]
             # (h-block, h-in, py, w-block, w-in, px, c) -> (h-block, w-block, h-in, w-in, c, py, px)
             np.copyto(ordered[i // t, :, :, :, :, :, i % t], blocks.transpose(0, 3, 1, 4, 6, 2, 5))
-        rows = out.shape[0]
-        if self._shared_lut:
-            _lookup(ordered.reshape(rows, -1), self._luts[0], out)
-        else:
-            # Each row holds three channel blocks of (temporal * p * p) values.
-            by_channel = ordered.reshape(rows, 3, -1)
-            width = by_channel.shape[2]
-            for c in range(3):
-                _lookup(by_channel[:, c, :], self._luts[c], out[:, c * width : (c + 1) * width])
-        return out
+        return ordered
 
 
 def _check_frame(frame: np.ndarray) -> None:

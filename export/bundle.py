@@ -219,7 +219,8 @@ def build_bundle(
         if training:
             manifest.source["training"] = training
         vision = export_vision_onnx(
-            reader, profile, out / VISION_DIR / VISION_ONNX_NAME, progress=progress, self_check=self_check
+            reader, profile, out / VISION_DIR / VISION_ONNX_NAME, progress=progress, self_check=self_check,
+            normalization=normalization,
         )
         manifest.vision.append(
             VisionArtifact(
@@ -228,6 +229,7 @@ def build_bundle(
                 precision="fp32",
                 input_name=vision.input_name,
                 input_shape=vision.input_shape,
+                input_dtype=vision.input_dtype,
                 output_name=vision.output_name,
                 output_shape=vision.output_shape,
                 external_data=_relative(vision.external_data, out) if vision.external_data else None,

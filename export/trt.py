@@ -251,12 +251,12 @@ def _slice_count(manifest: BundleManifest, fp32: VisionArtifact) -> int:
 
 def verify_plan(bundle_dir: Path, plan: VisionArtifact, fp32: VisionArtifact, manifest: BundleManifest) -> dict:
     """Run the new engine and ONNX Runtime fp32 (CPU) on one seeded random clip; per-slice figures."""
+    from edge.vision.base import random_input
     from edge.vision.onnxruntime import OnnxRuntimeBackend
     from edge.vision.tensorrt import TensorRTBackend
     from export.vision_onnx import compare_outputs, split_output
 
-    rng = np.random.default_rng(0)
-    pixels = rng.uniform(-1.0, 1.0, size=tuple(fp32.input_shape)).astype(np.float32)
+    pixels = random_input(fp32, np.random.default_rng(0))
     want = OnnxRuntimeBackend(bundle_dir, fp32, use_cuda=False).encode(pixels)
     backend = TensorRTBackend(bundle_dir, plan)
     try:
@@ -266,7 +266,7 @@ def verify_plan(bundle_dir: Path, plan: VisionArtifact, fp32: VisionArtifact, ma
     n_embd = want.shape[-1] // _slice_count(manifest, fp32)
     whole = compare_outputs([got], [want])["merger"]  # one "slice" = the whole row
     return {
-        "reference": "fp32 ONNX Runtime CPU, uniform random pixels seed 0",
+        "reference": f"fp32 ONNX Runtime CPU, uniform random {fp32.input_dtype} input seed 0",
         "cosine": whole["cosine"],
         "max_abs_diff": whole["max_abs_diff"],
         "outputs": compare_outputs(split_output(got, n_embd), split_output(want, n_embd)),

@@ -58,6 +58,12 @@ def patchify(frames: np.ndarray, mean, std, patch: int = 16, temporal: int = 2, 
     """Normalise frames (T, 3, H, W) and lay them out as Qwen2-VL/Qwen3-VL's processor does:
     (grid_t * grid_h * grid_w, 3 * temporal * patch * patch), merge blocks contiguous."""
     x = (frames - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+    return patch_layout(x.astype(np.float32), patch, temporal, merge)
+
+
+def patch_layout(x: np.ndarray, patch: int = 16, temporal: int = 2, merge: int = 2) -> np.ndarray:
+    """Frames (T, 3, H, W) of any dtype -> the processor's patch rows, same dtype (the last frame
+    repeated to fill a partial temporal patch)."""
     t, c, h, w = x.shape
     if t % temporal:
         x = np.concatenate([x, np.repeat(x[-1:], temporal - t % temporal, axis=0)])
@@ -65,7 +71,7 @@ def patchify(frames: np.ndarray, mean, std, patch: int = 16, temporal: int = 2, 
     gt, gh, gw = t // temporal, h // patch, w // patch
     x = x.reshape(gt, temporal, c, gh // merge, merge, patch, gw // merge, merge, patch)
     x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
-    return np.ascontiguousarray(x.reshape(gt * gh * gw, c * temporal * patch * patch), dtype=np.float32)
+    return np.ascontiguousarray(x.reshape(gt * gh * gw, c * temporal * patch * patch))
 
 
 @dataclass
@@ -81,13 +87,27 @@ class Case:
     name: str
     modality: str  # "image" or "video"
     segments: list[Segment]
-    pixel_values: np.ndarray  # processor layout, all pairs
+    levels: np.ndarray  # uint8 RGB levels in the processor layout, all pairs
+    pixel_values: np.ndarray  # the processor's normalised values of the same levels
     n_pairs: int
+
+    def encoder_input(self, artifact: VisionArtifact) -> np.ndarray:
+        """What the artifact's graph takes: the levels (it normalises) or the normalised values."""
+        return self.levels if artifact.input_dtype == "uint8" else self.pixel_values
+
+
+def _clip_input(frames: np.ndarray, manifest: BundleManifest) -> tuple[np.ndarray, np.ndarray]:
+    """Frames in [0, 1] (T, 3, H, W) -> (uint8 levels, normalised values) in the processor layout."""
+    from edge.preprocess import normalize_levels
+
+    p = manifest.profile
+    levels = patch_layout(np.round(frames * 255.0).astype(np.uint8), p.patch_size, p.temporal_patch_size,
+                          p.merge_size)
+    return levels, normalize_levels(levels, manifest.normalization)
 
 
 def build_cases(manifest: BundleManifest) -> list[Case]:
     p = manifest.profile
-    mean, std = manifest.normalization.mean, manifest.normalization.std
     head = f"<|im_start|>system\n{SYSTEM_TEXT}<|im_end|>\n<|im_start|>user\n"
     tail_image = f"{IMAGE_QUESTION}<|im_end|>\n<|im_start|>assistant\n"
     tail_video = f"{VIDEO_QUESTION}<|im_end|>\n<|im_start|>assistant\n"
@@ -97,8 +117,7 @@ def build_cases(manifest: BundleManifest) -> list[Case]:
     image = Case(
         "image", "image",
         [Segment(text=head + "<|vision_start|>"), Segment(pair=0), Segment(text="<|vision_end|>" + tail_image)],
-        patchify(np.repeat(still, p.temporal_patch_size, axis=0), mean, std, p.patch_size, p.temporal_patch_size,
-                 p.merge_size),
+        *_clip_input(np.repeat(still, p.temporal_patch_size, axis=0), manifest),
         1,
     )
     # (b) a clip of two frame pairs sampled every CLIP_FRAME_INTERVAL_S, timestamps before each pair.
@@ -110,8 +129,7 @@ def build_cases(manifest: BundleManifest) -> list[Case]:
         segments += [Segment(text=timestamp_text(seconds) + "<|vision_start|>"), Segment(pair=pair),
                      Segment(text="<|vision_end|>")]
     segments.append(Segment(text=tail_video))
-    video = Case("clip_2_pairs", "video", _merge_text(segments),
-                 patchify(clip, mean, std, p.patch_size, p.temporal_patch_size, p.merge_size), 2)
+    video = Case("clip_2_pairs", "video", _merge_text(segments), *_clip_input(clip, manifest), 2)
     return [image, video]
 
 
@@ -177,7 +195,8 @@ class OnnxEncoder:
         self.tokens_per_pair = manifest.profile.tokens_per_pair
 
     def encode(self, pixel_values: np.ndarray, n_pairs: int) -> np.ndarray:
-        """Rows (n_pairs * tokens_per_pair, width). Attention is per frame pair, so padding a run with
+        """`pixel_values` in the artifact's input type (`Case.encoder_input`) -> rows
+        (n_pairs * tokens_per_pair, width). Attention is per frame pair, so padding a run with
         copies of the last pair does not change the real pairs' rows."""
         pairs = pixel_values.reshape(n_pairs, self.patches_per_pair, -1)
         rows = []
@@ -187,7 +206,7 @@ class OnnxEncoder:
             if real < self.pairs_per_run:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.pairs_per_run - real, axis=0)])
             out = self.session.run([self.art.output_name],
-                                   {self.art.input_name: chunk.reshape(-1, chunk.shape[-1]).astype(np.float32)})[0]
+                                   {self.art.input_name: np.ascontiguousarray(chunk.reshape(-1, chunk.shape[-1]))})[0]
             rows.append(out[: real * self.tokens_per_pair])
         return np.concatenate(rows)
 
@@ -325,7 +344,7 @@ def verify_bundle(bundle: Path | str, checkpoint: Path | str, out: Path | str | 
     prepared = []
     for case in cases:
         grid = [case.n_pairs, p.grid_h, p.grid_w]
-        rows_onnx = encoder.encode(case.pixel_values, case.n_pairs)
+        rows_onnx = encoder.encode(case.encoder_input(encoder.art), case.n_pairs)
         rows_ref = ref.visual_rows(case.pixel_values, grid)
         case_enc = {}
         for name, cols in _encoder_slices(encoder.art.output_name, dec0.n_embd, dec0.n_deepstack):

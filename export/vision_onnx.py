@@ -2,7 +2,10 @@
 
 Input  `pixel_values` [patches_per_clip, 3*2*16*16]: flattened patches exactly as the HF image/video
        processor lays them out (frame pairs in time order; inside a pair, patches in 2x2 merge-block
-       order), i.e. what `Qwen3VLMoeVisionModel` consumes.
+       order), i.e. what `Qwen3VLMoeVisionModel` consumes. Given the bundle's normalisation, the
+       graph takes them as uint8 RGB levels and normalises them itself (Cast, Mul, Add in front:
+       an accelerator does that for free and receives a quarter of the bytes; the host skips the
+       per-value arithmetic); without it, as float32 normalised values.
 Output `vision_embeds` [tokens_per_clip, n_embd * (1 + k)]: one row per visual token in raster order
        per frame pair, laid out as llama.cpp wants decoder input rows: [merger | deepstack 1 .. k].
 
@@ -20,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.manifest import CameraProfile
+from edge.manifest import CameraProfile, Normalization
 from export.checkpoint import CheckpointError, CheckpointReader
 
 INPUT_NAME = "pixel_values"
@@ -40,6 +43,7 @@ class VisionExport:
     n_deepstack: int
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
+    input_dtype: str = "float32"
     accuracy: dict = field(default_factory=dict)
 
 
@@ -190,11 +194,67 @@ def random_pixel_values(profile: CameraProfile, seed: int = 0):
     return rng.uniform(-1.0, 1.0, size=(profile.patches_per_clip, profile.patch_dim)).astype(np.float32)
 
 
-def _save_onnx(tmp_path: Path, out_path: Path) -> Path | None:
-    """Re-save the exported graph next to `out_path`; one external data file when it is too big."""
+def random_pixel_levels(profile: CameraProfile, seed: int = 0):
+    """uint8 levels in the processor's layout (the input of a graph with `add_levels_input`)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(profile.patches_per_clip, profile.patch_dim), dtype=np.uint8)
+
+
+def levels_scale_offset(normalization: Normalization, patch_dim: int):
+    """Per-column float32 (scale, offset) with level * scale + offset = (level * rescale - mean) / std;
+    columns are channel-major (each third of a patch row is one channel)."""
+    import numpy as np
+
+    rescale = np.float64(normalization.rescale_factor)
+    mean = np.asarray(normalization.mean, dtype=np.float64)
+    std = np.asarray(normalization.std, dtype=np.float64)
+    per_channel = patch_dim // 3
+    scale = np.repeat(rescale / std, per_channel).astype(np.float32)
+    offset = np.repeat(-mean / std, per_channel).astype(np.float32)
+    return scale, offset
+
+
+def add_levels_input(model, normalization: Normalization, patch_dim: int) -> None:
+    """Turn the float32 `pixel_values` input of `model` (onnx ModelProto, in place) into uint8
+    levels normalised inside the graph: Cast -> Mul(scale) -> Add(offset) -> the old consumers.
+    Within 1 float32 ulp of the processor's rescale-then-normalise (< 2.4e-7 on [-1, 1])."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    (inp,) = [i for i in graph.input if i.name == INPUT_NAME]
+    if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
+        raise ValueError(f"{INPUT_NAME} is not float32: the graph already takes another input type")
+    normalized = INPUT_NAME + "_normalized"
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name == INPUT_NAME:
+                node.input[k] = normalized
+    scale, offset = levels_scale_offset(normalization, patch_dim)
+    graph.initializer.extend([numpy_helper.from_array(scale, "pixel_levels_scale"),
+                              numpy_helper.from_array(offset, "pixel_levels_offset")])
+    prelude = [
+        helper.make_node("Cast", [INPUT_NAME], ["pixel_levels_f32"], to=TensorProto.FLOAT, name="levels_cast"),
+        helper.make_node("Mul", ["pixel_levels_f32", "pixel_levels_scale"], ["pixel_levels_scaled"], name="levels_scale"),
+        helper.make_node("Add", ["pixel_levels_scaled", "pixel_levels_offset"], [normalized], name="levels_offset"),
+    ]
+    for k, node in enumerate(prelude):  # topological order: the prelude goes first
+        graph.node.insert(k, node)
+    inp.type.tensor_type.elem_type = TensorProto.UINT8
+    onnx.checker.check_model(model)
+
+
+def _save_onnx(tmp_path: Path, out_path: Path, normalization: Normalization | None = None,
+               patch_dim: int = 0) -> Path | None:
+    """Re-save the exported graph next to `out_path` (with the uint8 levels input when
+    `normalization` is given); one external data file when it is too big."""
     import onnx
 
     model = onnx.load(str(tmp_path), load_external_data=True)
+    if normalization is not None:
+        add_levels_input(model, normalization, patch_dim)
     weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
     external = out_path.with_name(out_path.name + ".data")
     external.unlink(missing_ok=True)  # onnx appends to an existing data file
@@ -219,8 +279,12 @@ def export_vision_onnx(
     progress: bool = True,
     self_check: bool = True,
     visual=None,
+    normalization: Normalization | None = None,
 ) -> VisionExport:
     """Export the vision tower for `profile` to `out_path` (ONNX fp32, opset 17, static shapes).
+
+    normalization: when given, the graph's input is uint8 levels and it normalises them with these
+    values (`add_levels_input`); otherwise float32 normalised pixel values.
 
     self_check: run ONNX Runtime and transformers on the same random pixels and record per-output
     cosine / max-abs-diff in the result's `accuracy` (and fail loudly if the export is not faithful).
@@ -257,7 +321,7 @@ def export_vision_onnx(
         )
         steps.update()
         steps.set_postfix_str("saving")
-        external = _save_onnx(tmp_path, out_path)
+        external = _save_onnx(tmp_path, out_path, normalization, profile.patch_dim)
         steps.update()
 
     result = VisionExport(
@@ -267,20 +331,29 @@ def export_vision_onnx(
         output_shape=[profile.tokens_per_clip, n_embd * (1 + n_deepstack)],
         n_embd=n_embd,
         n_deepstack=n_deepstack,
+        input_dtype="float32" if normalization is None else "uint8",
     )
     if self_check:
         import onnxruntime as ort
 
         steps.set_postfix_str("self-check")
-        pixels = random_pixel_values(profile, seed=0)
+        if normalization is None:
+            feed = pixels = random_pixel_values(profile, seed=0)
+            what = "random pixels seed 0"
+        else:
+            from edge.preprocess import normalize_levels
+
+            feed = random_pixel_levels(profile, seed=0)
+            pixels = normalize_levels(feed, normalization)  # what the processor would give
+            what = "random uint8 levels seed 0 (graph normalises; reference gets the processor's values)"
         session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
-        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: pixels})
+        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: feed})
         if list(got.shape) != result.output_shape:
             raise RuntimeError(f"exported vision graph gives {list(got.shape)}, expected {result.output_shape}")
         report = compare_outputs(split_output(got, n_embd), reference_outputs(visual, pixels, profile))
         worst = min(r["cosine"] for r in report.values())
         result.accuracy = {
-            "reference": "transformers Qwen3VLMoeVisionModel, fp32, random pixels seed 0",
+            "reference": f"transformers Qwen3VLMoeVisionModel, fp32, {what}",
             "cosine_min": worst,
             "max_abs_diff": max(r["max_abs_diff"] for r in report.values()),
             "outputs": report,

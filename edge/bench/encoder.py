@@ -9,7 +9,7 @@ every backend before clip i+1), so slow drift of a shared machine hits all varia
 Each variant's output on the first clip is also compared with ONNX Runtime fp32 CPU (cosine).
 
 Latency does not depend on pixel content for these static graphs, so clips are seeded random
-tensors in the normalised pixel range (the accuracy figures that do depend on content are the
+tensors in the encoder's input type and range (the accuracy figures that do depend on content are the
 calibration's held-out drive clips, copied from the manifest).
 
 The JSON names the vision tower's preset: INT8 is slower than fp32 on the tiny tower (quantise /
@@ -28,6 +28,7 @@ import numpy as np
 
 from edge.benchreport import Stats, make_report, ratio, write_report
 from edge.manifest import BundleManifest, VisionArtifact, load_bundle
+from edge.vision.base import random_input
 
 # The real 30B-A3B vision tower has ~0.54B parameters, the tiny test tower well under 1M.
 FULL_VISION_MIN_PARAMS = 300_000_000
@@ -123,9 +124,9 @@ def run_encoder_bench(bundle: str | Path, clips: int = 10, warmup: int = 2, thre
     backends, skipped = open_backends(bundle_dir, manifest, threads)
     if "onnx_fp32_cpu" not in backends:
         raise ValueError("the bundle has no fp32 ONNX vision model: nothing to compare against")
-    shape = tuple(manifest.vision[0].input_shape)
+    # Every artifact of a bundle is exported from the same graph, so they share the input type.
     rng = np.random.default_rng(0)
-    inputs = [rng.uniform(-1.0, 1.0, size=shape).astype(np.float32) for _ in range(clips)]
+    inputs = [random_input(backends["onnx_fp32_cpu"][0].artifact, rng) for _ in range(clips)]
 
     reference = backends["onnx_fp32_cpu"][0].encode(inputs[0])
     agreement = {}
@@ -166,9 +167,10 @@ def run_encoder_bench(bundle: str | Path, clips: int = 10, warmup: int = 2, thre
         ratios,
         vision_tower=vision_preset(manifest, bundle_dir),
         profile={"width": manifest.profile.width, "height": manifest.profile.height,
-                 "frames_per_clip": manifest.profile.frames_per_clip, "patches": shape[0],
+                 "frames_per_clip": manifest.profile.frames_per_clip, "patches": manifest.profile.patches_per_clip,
+                 "input_dtype": backends["onnx_fp32_cpu"][0].artifact.input_dtype,
                  "tokens": manifest.profile.tokens_per_clip},
-        clips={"timed": clips, "warmup": warmup, "content": "seeded uniform random pixels in [-1, 1]"},
+        clips={"timed": clips, "warmup": warmup, "content": "seeded uniform random input (levels or normalised values)"},
         trt_baseline=gpu_baseline,
         int8_heldout_accuracy=(int8.accuracy if int8 else None),
         skipped=skipped,

@@ -5,7 +5,12 @@ in the same run, interleaved so that load on the machine hits both alike, and bo
 profile's grid:
 
 - ours: `edge.preprocess.Preprocessor` on a clip of BGR frames straight from OpenCV: centre-crop,
-  INTER_AREA resize, BGR->RGB, rescale, normalise, patchify into the video (frame-pair) layout.
+  resize, BGR->RGB, patchify into the video (frame-pair) layout, in the pixel format the encoder
+  takes: uint8 levels for bundles from `edge export bundle` (their graph normalises: Cast, Mul,
+  Add in front of the patch embedding), float32 normalised values for a float-input graph. The
+  uint8 run also times the float32 path (`ours_streaming_float32`) and what the moved work costs
+  the encoder on ONNX Runtime's CPU provider (`in_graph_normalise_cpu`: the three-node prelude
+  alone), so nothing hides behind the move.
 - hf: `Qwen2VLImageProcessorPil` (the torchvision-free Qwen2/3-VL processor; patch 16, merge 2,
   mean/std 0.5) on the same frames, already centre-cropped to the profile's aspect and converted
   to RGB outside the timer (free help for the baseline), with `longest_edge` = the profile's
@@ -31,7 +36,7 @@ import numpy as np
 
 from edge.benchreport import Stats, make_report, ratio, write_report
 from edge.manifest import CameraProfile, Normalization
-from edge.preprocess import Preprocessor
+from edge.preprocess import Preprocessor, normalize_levels
 
 DRIVE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "drive"
 QWEN3_VL_NORMALIZATION = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -110,6 +115,7 @@ def run_preprocess_bench(
     normalization: Normalization = QWEN3_VL_NORMALIZATION,
     videos: list[Path] | None = None,
     resize_filter: str = "fast",
+    pixel_format: str = "uint8",
 ) -> dict[str, object]:
     """Measure `clips` HF runs and `clips * ours_per_hf` runs of each of our variants, interleaved.
 
@@ -119,6 +125,7 @@ def run_preprocess_bench(
       (`preprocess_clip(frames, frame_ids)`: frames prepared once, by id, then assembled), as the
       loop runs it (the sampler's ring advances one sample per cycle): one new frame per clip. The
       runtime does the new frame's share in the capture thread; here all of it is timed.
+    - `ours_streaming_float32` (uint8 runs only): the same with float32 normalised output.
     - `hf`: the transformers processor on the clip's frames.
     """
     if clips < 1 or ours_per_hf < 1:
@@ -132,14 +139,19 @@ def run_preprocess_bench(
         for clip in clip_frames
     ]
 
-    cold = Preprocessor(
-        profile, normalization, resize_mode="crop", resize_filter=resize_filter, cache_frames=0
-    )
-    streaming = Preprocessor(profile, normalization, resize_mode="crop", resize_filter=resize_filter)
+    def ours(fmt: str, **options) -> Preprocessor:
+        return Preprocessor(profile, normalization, resize_mode="crop", resize_filter=resize_filter,
+                            pixel_format=fmt, **options)  # type: ignore[arg-type]
+
+    cold = ours(pixel_format, cache_frames=0)
+    streaming = ours(pixel_format)
+    streaming_float = ours("float32") if pixel_format == "uint8" else None
     hf = make_hf_processor(profile, normalization)
 
     # Warm-up (first-call allocations, lazy imports inside transformers) and a correctness probe.
     ours_out = cold(clip_frames[0]).copy()
+    if pixel_format == "uint8":
+        ours_out = normalize_levels(ours_out, normalization)
     hf_out = hf(images=hf_inputs[0], return_tensors="np")
     grid = hf_out["image_grid_thw"].tolist()
     want_grid = [[1, profile.grid_h, profile.grid_w]] * n
@@ -149,6 +161,7 @@ def run_preprocess_bench(
 
     cold_ms: list[float] = []
     streaming_ms: list[float] = []
+    streaming_float_ms: list[float] = []
     hf_ms: list[float] = []
     step = 0
     for i in range(clips):
@@ -166,6 +179,10 @@ def run_preprocess_bench(
             t0 = time.perf_counter()
             streaming.preprocess_clip(window, ids)
             streaming_ms.append((time.perf_counter() - t0) * 1e3)
+            if streaming_float is not None:
+                t0 = time.perf_counter()
+                streaming_float.preprocess_clip(window, ids)
+                streaming_float_ms.append((time.perf_counter() - t0) * 1e3)
         t0 = time.perf_counter()
         hf(images=hf_inputs[k], return_tensors="np")
         hf_ms.append((time.perf_counter() - t0) * 1e3)
@@ -174,28 +191,36 @@ def run_preprocess_bench(
     streaming_stats = Stats.from_samples(streaming_ms)
     hf_stats = Stats.from_samples(hf_ms)
     sizes = sorted({f"{f.shape[1]}x{f.shape[0]}" for f in frames})
+    results = {"ours": cold_stats.as_dict(), "ours_streaming": streaming_stats.as_dict(), "hf": hf_stats.as_dict()}
+    ratios = {
+        "hf_over_ours_median": ratio(hf_stats.median_ms, cold_stats.median_ms),
+        "hf_over_ours_streaming_median": ratio(hf_stats.median_ms, streaming_stats.median_ms),
+        # Best-of-n: what each side costs when nothing else competes for the cores (on a
+        # shared 2-core box medians mostly measure the neighbours).
+        "hf_over_ours_min": ratio(min(hf_ms), min(cold_ms)),
+        "hf_over_ours_streaming_min": ratio(min(hf_ms), min(streaming_ms)),
+    }
+    if streaming_float_ms:
+        float_stats = Stats.from_samples(streaming_float_ms)
+        results["ours_streaming_float32"] = float_stats.as_dict()
+        ratios["hf_over_ours_streaming_float32_median"] = ratio(hf_stats.median_ms, float_stats.median_ms)
+        moved = in_graph_normalise_ms(profile, normalization)
+        if moved is not None:
+            results["in_graph_normalise_cpu"] = moved.as_dict()
     return make_report(
         "preprocess",
-        results={
-            "ours": cold_stats.as_dict(),
-            "ours_streaming": streaming_stats.as_dict(),
-            "hf": hf_stats.as_dict(),
-        },
-        ratios={
-            "hf_over_ours_median": ratio(hf_stats.median_ms, cold_stats.median_ms),
-            "hf_over_ours_streaming_median": ratio(hf_stats.median_ms, streaming_stats.median_ms),
-            # Best-of-n: what each side costs when nothing else competes for the cores (on a
-            # shared 2-core box medians mostly measure the neighbours).
-            "hf_over_ours_min": ratio(min(hf_ms), min(cold_ms)),
-            "hf_over_ours_streaming_min": ratio(min(hf_ms), min(streaming_ms)),
-        },
+        results=results,
+        ratios=ratios,
         setup={
             "profile": {"width": profile.width, "height": profile.height, "frames_per_clip": n},
             "unit": "ms per clip",
             "frames": frames_source,
             "frame_sizes": sizes,
-            "ours": f"edge.preprocess.Preprocessor: crop + resize ({resize_filter}) + BGR->RGB + LUT "
-            "normalise + patchify (video layout); every frame resized (cache off)",
+            "pixel_format": pixel_format,
+            "ours": f"edge.preprocess.Preprocessor: crop + resize ({resize_filter}) + BGR->RGB + patchify (video "
+            f"layout) into {pixel_format}"
+            + (" levels (the encoder graph normalises)" if pixel_format == "uint8" else " (LUT normalise)")
+            + "; every frame resized (cache off)",
             "ours_streaming": "the runtime's frame-id path (prepared blocks), sliding window: one new frame per clip",
             "hf": f"transformers Qwen2VLImageProcessorPil, {n} images per clip (pre-cropped RGB input)",
             "opencv_threads": cv2.getNumThreads(),
@@ -204,6 +229,42 @@ def run_preprocess_bench(
             "load_average": os.getloadavg(),
         },
     )
+
+
+def in_graph_normalise_ms(profile: CameraProfile, normalization: Normalization, runs: int = 200) -> Stats | None:
+    """ONNX Runtime (CPU) running only the prelude a levels-input graph starts with (Cast, Mul, Add
+    on one clip): what moving normalisation into the encoder costs where the encoder runs on the
+    CPU (on a GPU it fuses into the first layer). None when onnx is not installed (device images)."""
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    from export.vision_onnx import levels_scale_offset
+
+    shape = [profile.patches_per_clip, profile.patch_dim]
+    scale, offset = levels_scale_offset(normalization, profile.patch_dim)
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["levels"], ["f"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["f", "scale"], ["scaled"]),
+         helper.make_node("Add", ["scaled", "offset"], ["pixel_values"])],
+        "levels_prelude",
+        [helper.make_tensor_value_info("levels", TensorProto.UINT8, shape)],
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(offset, "offset")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(onnx.shape_inference.infer_shapes(model).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    levels = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    session.run(None, {"levels": levels})
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, {"levels": levels})
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return Stats.from_samples(samples)
 
 
 def _mean_abs_pixel_diff(ours: np.ndarray, hf: np.ndarray, profile: CameraProfile) -> float:
@@ -232,6 +293,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--videos", type=Path, nargs="*", help="video files (default: ../shared/data/drive/*.mp4)"
     )
     parser.add_argument("--resize-filter", choices=["fast", "area"], default="fast")
+    parser.add_argument("--pixel-format", choices=["uint8", "float32"], default="uint8",
+                        help="the encoder's input type: uint8 levels (bundles from `edge export bundle`) or float32")
     parser.set_defaults(func=run)
 
 
@@ -243,6 +306,7 @@ def run(args: argparse.Namespace) -> int:
         profile=profile,
         videos=args.videos,
         resize_filter=args.resize_filter,
+        pixel_format=args.pixel_format,
     )
     path = write_report(args.out, report)
     for name, stats in report["results"].items():  # type: ignore[union-attr]

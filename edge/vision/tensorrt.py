@@ -216,8 +216,12 @@ class TensorRTBackend(VisionBackend):
             self._device[name] = dev
             if not self._context.set_tensor_address(name, dev):
                 raise VisionBackendError(f"{artifact.path}: set_tensor_address({name}) failed")
-        if self._host[artifact.input_name].dtype != np.float32 or self._host[artifact.output_name].dtype != np.float32:
-            raise VisionBackendError(f"{artifact.path}: engine I/O must be float32 like the ONNX graph")
+        want_in = np.dtype(artifact.input_dtype)
+        if self._host[artifact.input_name].dtype != want_in or self._host[artifact.output_name].dtype != np.float32:
+            raise VisionBackendError(
+                f"{artifact.path}: engine I/O is {self._host[artifact.input_name].dtype} -> "
+                f"{self._host[artifact.output_name].dtype}; the ONNX graph's is {want_in} -> float32"
+            )
         self._nbytes = {name: self._host[name].nbytes for name in names}
 
     def encode(self, pixel_values: np.ndarray) -> np.ndarray:

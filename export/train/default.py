@@ -1,11 +1,12 @@
 """The built-in default bundle: built once from the shipped checkpoint (models/default/) and cached.
 
     from export.train.default import ensure_default_bundle
-    bundle = ensure_default_bundle()   # ~/.cache/edge-runtime/default-bundle-<weights sha>/ (or $EDGE_CACHE_DIR)
+    bundle = ensure_default_bundle()   # ~/.cache/edge-runtime/default-bundle-<sha>/ (or $EDGE_CACHE_DIR)
 
 Contents: the fp32 vision ONNX, decoders f16 (reference) and q4_k_m (what ships), and an INT8 vision
 model calibrated (`calib.calibrate_bundle`) on a few rendered training scenes. The cache folder is
-named after the checkpoint's weights hash, so new weights never reuse an old bundle; it is built
+named after the checkpoint's weights hash and BUNDLE_FORMAT, so new weights (or a new export
+format) never reuse an old bundle; it is built
 beside its final place and renamed into it only when complete. While building, everything that would
 go to standard output goes to standard error instead: callers (scripts/demo.sh) read the folder's
 path from standard output.
@@ -27,6 +28,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "default"
 PROFILE = {"width": 448, "height": 256, "frames": 4}
 QUANTS = ("f16", "q4_k_m")
+# Part of the cache key: bump it when `edge export bundle` changes what it writes for the same weights.
+# 2: the vision graph takes uint8 levels and normalises them itself.
+BUNDLE_FORMAT = 2
 CACHE_ENV = "EDGE_CACHE_DIR"
 
 
@@ -38,8 +42,8 @@ def cache_root() -> Path:
 
 
 def checkpoint_digest(checkpoint: Path) -> str:
-    """sha256 over the checkpoint's config and weights (what decides the bundle's content)."""
-    digest = hashlib.sha256()
+    """sha256 over the bundle format, the checkpoint's config and weights (what decides the bundle)."""
+    digest = hashlib.sha256(f"bundle format {BUNDLE_FORMAT}\n".encode())
     files = [checkpoint / "config.json", *sorted(checkpoint.glob("*.safetensors"))]
     for path in files:
         if not path.is_file():

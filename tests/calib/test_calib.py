@@ -21,6 +21,7 @@ from calib.clips import CalibrationError, overlapping_frames, sample_clips
 from calib.quantize import QuantSettings, gemm_to_matmul, quantize_vision, resolve_keep_float
 from edge.config import VisionConfig
 from edge.manifest import load_bundle
+from edge.vision.base import random_input
 from edge.vision.select import select_backend
 
 THRESHOLD = 0.99
@@ -63,7 +64,8 @@ def test_int8_heldout_cosine_reported_and_adopted(calibrated):
     choice = select_backend(bundle, manifest, VisionConfig(backend="onnxruntime", precision="auto"))
     assert choice.backend.artifact.precision == "int8", choice.reason
     fp32 = select_backend(bundle, manifest, VisionConfig(backend="onnxruntime", precision="fp32")).backend
-    pixels = np.random.default_rng(0).uniform(-1, 1, size=tuple(fp32.artifact.input_shape)).astype(np.float32)
+    assert fp32.artifact.input_dtype == choice.backend.artifact.input_dtype == "uint8"  # the graph normalises
+    pixels = random_input(fp32.artifact, np.random.default_rng(0))
     a, b = fp32.encode(pixels).ravel(), choice.backend.encode(pixels).ravel()
     assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.98
 
@@ -177,7 +179,8 @@ def test_keep_float_leaves_named_nodes_unquantised(tiny_vision_bundle, drive_vid
 
     manifest, bundle_dir = load_bundle(tiny_vision_bundle)
     fp32 = manifest.vision[0]
-    split = sample_clips(drive_videos[:1], manifest.profile, manifest.normalization, 1, 1, progress=False)
+    split = sample_clips(drive_videos[:1], manifest.profile, manifest.normalization, 1, 1,
+                         pixel_format=fp32.input_dtype, progress=False)
     settings = QuantSettings(keep_float=("patch_embed", "merger"))
     result = quantize_vision(bundle_dir / fp32.path, tmp_path / "q.onnx", fp32.input_name,
                              [split.calibration[0].pixel_values], settings)
@@ -205,7 +208,7 @@ def test_gemm_to_matmul_is_exact(tiny_vision_bundle, tmp_path):
     assert gemm_to_matmul(model) == 24  # every nn.Linear of the tiny tower
     assert not [n for n in model.graph.node if n.op_type == "Gemm"]
     onnx.save(model, str(tmp_path / "mm.onnx"))
-    pixels = np.random.default_rng(3).uniform(-1, 1, size=tuple(fp32.input_shape)).astype(np.float32)
+    pixels = random_input(fp32, np.random.default_rng(3))
     want = ort.InferenceSession(str(bundle_dir / fp32.path), providers=["CPUExecutionProvider"]).run(None, {fp32.input_name: pixels})[0]
     got = ort.InferenceSession(str(tmp_path / "mm.onnx"), providers=["CPUExecutionProvider"]).run(None, {fp32.input_name: pixels})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -246,12 +246,20 @@ def test_preprocess_bench_reports_both_sides_on_the_same_grid(tmp_path):
 
     report = run_preprocess_bench(clips=2, ours_per_hf=2)  # shape and plumbing, not speed
     assert report["bench"] == "preprocess"
-    assert set(report["results"]) == {"ours", "ours_streaming", "hf"}
+    assert report["setup"]["pixel_format"] == "uint8"
+    # The uint8 run also times the float32 path and the work moved into the encoder graph.
+    assert set(report["results"]) == {"ours", "ours_streaming", "ours_streaming_float32", "in_graph_normalise_cpu",
+                                      "hf"}
     assert report["results"]["hf"]["n"] == 2 and report["results"]["ours"]["n"] == 4
-    assert report["ratios"]["hf_over_ours_median"] > 0
+    assert report["ratios"]["hf_over_ours_median"] > 0 and report["ratios"]["hf_over_ours_streaming_float32_median"] > 0
     # Same work on both sides: normalised pixels differ only by the resize filter.
     assert 0 < report["setup"]["pixel_mean_abs_diff_normalised"] < 0.05
     assert write_report(tmp_path / "pre.json", report).exists()
+
+    floats = run_preprocess_bench(clips=1, ours_per_hf=1, pixel_format="float32")
+    assert set(floats["results"]) == {"ours", "ours_streaming", "hf"}
+    assert floats["setup"]["pixel_mean_abs_diff_normalised"] == pytest.approx(
+        report["setup"]["pixel_mean_abs_diff_normalised"], abs=1e-6)
 
 
 def pipelined_frames(resized_frames) -> list[np.ndarray]:
@@ -285,6 +293,32 @@ def test_prepared_frames_give_bit_identical_clips(resized_frames, norm, prepared
         assert pipelined.prepared_hits == 3 * (len(frames) - 4)  # the sliding overlap
     else:
         assert pipelined.prepared_hits > 3 * (len(frames) - 4)
+
+
+@NORMALIZATIONS
+def test_uint8_pixel_format_gives_the_levels_of_the_float_output(resized_frames, norm):
+    """pixel_format="uint8" (encoders that normalise in their graph) gives, on every path (whole
+    clip, prepared frames by id, still image), the levels whose normalisation is the float32
+    path's output bit for bit, at a quarter of the bytes."""
+    from edge.preprocess import normalize_levels
+
+    frames = pipelined_frames(resized_frames)
+    floats = Preprocessor(PROFILE, norm)
+    levels = Preprocessor(PROFILE, norm, pixel_format="uint8")
+    for start in range(len(frames) - 3):
+        clip, ids = frames[start : start + 4], list(range(start, start + 4))
+        levels.prepare_frame(ids[-1], clip[-1])
+        want = floats.preprocess_clip(clip).copy()
+        for got in (levels.preprocess_clip(clip).copy(), levels.preprocess_clip(clip, ids)):
+            assert got.dtype == np.uint8 and got.shape == want.shape
+            assert np.array_equal(normalize_levels(got, norm), want), f"clip {start}"
+    assert levels.ready_clips > 0  # the capture-thread path (assembled ahead) was exercised
+    image = levels.preprocess_image(frames[0])
+    assert np.array_equal(normalize_levels(image, norm), floats.preprocess_image(frames[0]))
+    with pytest.raises(ValueError, match="pixel_format"):
+        Preprocessor(PROFILE, norm, pixel_format="float16")
+    with pytest.raises(ValueError, match="uint8"):
+        normalize_levels(want, norm)
 
 
 def test_prepared_block_is_used_only_for_the_same_image(resized_frames):

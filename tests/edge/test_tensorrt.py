@@ -12,7 +12,7 @@ import pytest
 
 from edge.config import VisionConfig
 from edge.manifest import VisionArtifact, add_file, load_bundle, write_manifest
-from edge.vision.base import VisionBackendError
+from edge.vision.base import VisionBackendError, random_input
 from edge.vision.onnxruntime import OnnxRuntimeBackend, available_providers
 from edge.vision.select import select_backend
 from edge.vision.tensorrt import TensorRTBackend, check_engine_compat, current_gpu, tensorrt_version
@@ -94,7 +94,7 @@ def test_select_falls_back_to_onnx_runtime_naming_the_reason(bundle_with_foreign
     assert "TensorRT skipped" in choice.reason
     assert "vision/vision_fp16_a10g.plan" in choice.reason and "NVIDIA A10G" in choice.reason
     # The fallback encodes for real.
-    pixels = np.zeros(tuple(choice.backend.artifact.input_shape), dtype=np.float32)
+    pixels = np.zeros(tuple(choice.backend.artifact.input_shape), dtype=choice.backend.artifact.input_dtype)
     assert choice.backend.encode(pixels).shape == tuple(choice.backend.artifact.output_shape)
 
 
@@ -159,7 +159,7 @@ def test_real_engine_matches_onnx_runtime(tiny_vision_bundle, tmp_path, precisio
     assert isinstance(choice.backend, TensorRTBackend), choice.reason
     onnx_fp32 = OnnxRuntimeBackend(bundle_dir, manifest.vision[0], use_cuda=False)
     for seed in range(3):
-        pixels = np.random.default_rng(seed).uniform(-1, 1, tuple(plan.input_shape)).astype(np.float32)
+        pixels = random_input(plan, np.random.default_rng(seed))
         got, want = choice.backend.encode(pixels), onnx_fp32.encode(pixels)
         assert got.shape == want.shape == tuple(plan.output_shape) and got.dtype == np.float32
         assert _cosine(got, want) > (0.999 if precision == "fp16" else 0.98)
@@ -173,6 +173,6 @@ def test_onnx_runtime_cuda_matches_cpu(tiny_vision_bundle):
     cuda = OnnxRuntimeBackend(bundle_dir, manifest.vision[0], use_cuda=True)
     cpu = OnnxRuntimeBackend(bundle_dir, manifest.vision[0], use_cuda=False)
     assert cuda.provider == "CUDAExecutionProvider"
-    pixels = np.random.default_rng(0).uniform(-1, 1, tuple(manifest.vision[0].input_shape)).astype(np.float32)
+    pixels = random_input(manifest.vision[0], np.random.default_rng(0))
     assert _cosine(cuda.encode(pixels), cpu.encode(pixels)) > 0.9999
 

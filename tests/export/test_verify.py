@@ -99,7 +99,8 @@ def test_wrong_positions_are_caught(tiny_bundle, tiny_checkpoint):
     manifest, bundle_dir = load_bundle(tiny_bundle, verify_hashes=False)
     p = manifest.profile
     image = next(c for c in build_cases(manifest) if c.name == "image")
-    rows = OnnxEncoder(bundle_dir, manifest, threads=1).encode(image.pixel_values, 1)
+    encoder = OnnxEncoder(bundle_dir, manifest, threads=1)
+    rows = encoder.encode(image.encoder_input(encoder.art), 1)
     ref = Reference(tiny_checkpoint)
     ids, types = ref.ids(image, p.tokens_per_pair)
     ref_logits, _ = ref.run(image, [1, p.grid_h, p.grid_w], ids, types, greedy_len=1)

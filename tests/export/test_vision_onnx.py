@@ -94,6 +94,51 @@ def test_clip_rows_are_frame_pairs_in_time_order(hf_visual, reader, tmp_path):
     assert not np.allclose(clip_rows[: pair.tokens_per_clip], clip_rows[pair.tokens_per_clip:], atol=1e-3)
 
 
+@pytest.mark.parametrize("norm", [(0.5, 0.5), ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))],
+                         ids=["qwen3vl", "clip"])
+def test_levels_arithmetic_is_the_processors_within_an_ulp(norm):
+    """The graph's level * scale + offset (float32, as ONNX computes it) against the processor's
+    rescale-then-normalise for every level and channel: within 1e-6 (observed: < 2.4e-7)."""
+    from edge.manifest import Normalization
+    from edge.preprocess import normalization_lut
+
+    mean, std = norm
+    normalization = Normalization(mean=mean if isinstance(mean, tuple) else (mean,) * 3,
+                                  std=std if isinstance(std, tuple) else (std,) * 3)
+    scale, offset = vision_onnx.levels_scale_offset(normalization, 1536)
+    levels = np.arange(256, dtype=np.float32)
+    lut = normalization_lut(normalization)
+    for channel in range(3):
+        col = channel * 512
+        got = levels * scale[col] + offset[col]  # float32 throughout
+        assert np.abs(got - lut[channel]).max() < 1e-6
+        assert scale[col + 511] == scale[col] and (channel == 2 or scale[col + 512] == scale[(channel + 1) * 512])
+
+
+def test_levels_input_graph_matches_transformers_on_the_processors_values(hf_visual, reader, tmp_path):
+    """With the bundle's normalisation the graph takes uint8 levels and normalises them itself:
+    its rows match transformers fed the processor's float values of the same levels."""
+    from edge.manifest import Normalization
+    from edge.preprocess import normalize_levels
+
+    norm = Normalization(mean=(0.5,) * 3, std=(0.5,) * 3)
+    profile = CameraProfile(width=448, height=256, frames_per_clip=4)
+    result = vision_onnx.export_vision_onnx(reader, profile, tmp_path / "v.onnx", progress=False, self_check=True,
+                                            normalization=norm)
+    assert result.input_dtype == "uint8"
+    assert result.accuracy["cosine_min"] >= 0.9999
+    levels = vision_onnx.random_pixel_levels(profile, seed=5)
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+    with pytest.raises(Exception, match="(?i)type"):  # float input is refused, not misread
+        session.run(["vision_embeds"], {"pixel_values": levels.astype(np.float32)})
+    (rows,) = session.run(["vision_embeds"], {"pixel_values": levels})
+    want = _hf_outputs(hf_visual, normalize_levels(levels, norm), profile.grid_thw())
+    for name, figures in vision_onnx.compare_outputs(vision_onnx.split_output(rows, N_EMBD), want).items():
+        assert figures["cosine"] >= 0.9999, (name, figures)
+        assert figures["max_abs_diff"] < 1e-3, (name, figures)
+
+
 def test_self_check_and_external_data(reader, tmp_path, monkeypatch):
     """Over the size threshold the weights go to ONE external data file that ONNX Runtime loads."""
     monkeypatch.setattr(vision_onnx, "EXTERNAL_DATA_THRESHOLD_BYTES", 0)
