@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 # TrainConfig fields settable from the command line (defaults: export.train.trainer.TrainConfig).
-_CONFIG_OPTIONS = ("steps", "vision_steps", "batch_size", "lr", "balance", "balance_by", "action_balance", "threads")
+_CONFIG_OPTIONS = ("steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "balance", "balance_by",
+                   "action_balance", "threads")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -87,6 +88,7 @@ def register(subparsers) -> None:
     train.add_argument("--vision-steps", type=int, help="phase 1: vision tower + auxiliary head steps")
     train.add_argument("--steps", type=int, help="phase 2: whole-model teacher-forcing steps")
     train.add_argument("--batch-size", type=int)
+    train.add_argument("--vision-batch-size", type=int, help="clips per phase-1 step")
     train.add_argument("--lr", type=float)
     train.add_argument("--balance", type=float, help="sample weight = count(group) ** -BALANCE (0: uniform)")
     train.add_argument("--balance-by", choices=["scenario_action", "action"],
