@@ -19,13 +19,20 @@ _CONFIG_OPTIONS = ("steps", "vision_steps", "batch_size", "vision_batch_size", "
                    "action_balance", "threads")
 
 
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig an `edge train` command line asks for. Options left out keep TrainConfig's
+    defaults (one place for them; training.json records all)."""
+    from export.train.trainer import TrainConfig
+
+    given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
+    return TrainConfig(seed=args.seed, init_seed=args.init_seed, max_minutes=args.minutes, **given)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from export.train.dataset import DatasetError
-    from export.train.trainer import TrainConfig, train
+    from export.train.trainer import train
 
-    # Options left out keep TrainConfig's defaults (one place for them; training.json records all).
-    given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
-    config = TrainConfig(seed=args.seed, init_seed=args.init_seed, max_minutes=args.minutes, **given)
+    config = config_from_args(args)
     recipe = json.loads(Path(args.recipe).read_text()) if args.recipe else None
     if args.render:
         from export.train.recipe import RECIPES, render_recipe

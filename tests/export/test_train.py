@@ -218,3 +218,23 @@ def test_checkpoint_is_bf16_in_the_tiny_layout_with_provenance(tmp_path):
         names = list(f.keys())
         assert {str(f.get_tensor(n).dtype) for n in names[:5]} == {"torch.bfloat16"}
     assert sorted(names) == sorted(model.state_dict())
+
+
+def test_train_command_line_maps_onto_train_config():
+    """Every tuning option reaches TrainConfig under its own name; options left out keep its defaults."""
+    from edge.cli import build_parser
+    from export.train.cli import _CONFIG_OPTIONS, config_from_args
+    from export.train.trainer import TrainConfig
+
+    parser = build_parser()
+    defaults = config_from_args(parser.parse_args(["train", "--scenes", "s", "--out", "o"]))
+    assert defaults == TrainConfig()
+    args = parser.parse_args(["train", "--scenes", "s", "--out", "o", "--seed", "3", "--steps", "280",
+                              "--vision-steps", "90", "--batch-size", "4", "--vision-batch-size", "12", "--lr", "0.01",
+                              "--balance", "0.5", "--balance-by", "action", "--action-balance", "0.25",
+                              "--threads", "1", "--minutes", "9"])
+    config = config_from_args(args)
+    assert (config.seed, config.steps, config.vision_steps, config.batch_size, config.vision_batch_size, config.lr,
+            config.balance, config.balance_by, config.action_balance, config.threads, config.max_minutes) == (
+        3, 280, 90, 4, 12, 0.01, 0.5, "action", 0.25, 1, 9.0)
+    assert set(_CONFIG_OPTIONS) <= set(TrainConfig.__dataclass_fields__)
