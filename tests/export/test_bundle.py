@@ -145,3 +145,45 @@ def test_failure_during_export_leaves_no_half_bundle(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match=r"missing \['merger.linear_fc2.bias'\]"):
         build_bundle(broken, tmp_path / "out", 448, 256, 4, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not HAS_DECODER, reason="needs the decoder export")
+def test_float_input_bundle_from_before_the_levels_input_still_runs(bundle, tiny_checkpoint, tmp_path):
+    """A bundle exported before the vision graph took uint8 levels (a float32 graph and no
+    `input_dtype` in its manifest) loads and runs: the runtime preprocesses for the graph its
+    manifest names, and both graphs give the same rows for the same frames."""
+    import numpy as np
+
+    from edge.config import load_config
+    from edge.manifest import CameraProfile, add_file, write_manifest
+    from edge.runtime import load_model_parts
+    from export.checkpoint import CheckpointReader
+    from export.vision_onnx import export_vision_onnx
+
+    out = shutil.copytree(bundle[0], tmp_path / "old")
+    manifest, _ = load_bundle(out)
+    profile = CameraProfile(**manifest.profile.model_dump())
+    export_vision_onnx(CheckpointReader(tiny_checkpoint), profile, out / manifest.vision[0].path, progress=False,
+                       self_check=False)
+    add_file(manifest, out, manifest.vision[0].path)
+    write_manifest(out, manifest)
+    raw = json.loads((out / "manifest.json").read_text())
+    del raw["vision"][0]["input_dtype"]  # what an older exporter wrote
+    (out / "manifest.json").write_text(json.dumps(raw))
+
+    frames = [np.random.default_rng(i).integers(0, 256, size=(540, 960, 3), dtype=np.uint8) for i in range(4)]
+    rows = {}
+    for name, folder in (("levels", bundle[0]), ("float", out)):
+        config = load_config(None, [f"bundle={str(folder)!r}", "vision.backend='onnxruntime'",
+                                    "vision.precision='fp32'", "decoder.threads=1"])
+        parts = load_model_parts(config)
+        try:
+            want_dtype = np.uint8 if name == "levels" else np.float32
+            assert parts.vision.artifact.input_dtype == np.dtype(want_dtype).name
+            pixels = parts.preprocessor.preprocess_clip(frames)
+            assert pixels.dtype == want_dtype
+            rows[name] = parts.vision.encode(pixels)
+        finally:
+            parts.close()
+    a, b = rows["levels"].ravel().astype(np.float64), rows["float"].ravel().astype(np.float64)
+    assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.99999
