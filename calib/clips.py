@@ -225,8 +225,9 @@ def sample_clips(
     """Read `n_calibration` + `n_heldout` disjoint clips spread over `videos`.
 
     `pixel_format` is the encoder's input type (`VisionArtifact.input_dtype`): the clips are what
-    the runtime would feed it. Unreadable videos are skipped (reported through `on_skip` and in `ClipSplit.skipped`); raises
-    CalibrationError when no clip at all can be read, or when too few exist for both sets.
+    the runtime would feed it. Unreadable videos are skipped (reported through `on_skip` and in
+    `ClipSplit.skipped`); raises CalibrationError when no clip at all can be read, or when too few
+    exist for both sets.
     """
     if n_calibration < 1 or n_heldout < 1:
         raise CalibrationError(

@@ -5,11 +5,10 @@
 
 Contents: the fp32 vision ONNX, decoders f16 (reference) and q4_k_m (what ships), and an INT8 vision
 model calibrated (`calib.calibrate_bundle`) on a few rendered training scenes. The cache folder is
-named after the checkpoint's weights hash and BUNDLE_FORMAT, so new weights (or a new export
-format) never reuse an old bundle; it is built
-beside its final place and renamed into it only when complete. While building, everything that would
-go to standard output goes to standard error instead: callers (scripts/demo.sh) read the folder's
-path from standard output.
+named after the checkpoint's weights hash and BUNDLE_FORMAT, so new weights (or a new export format)
+never reuse an old bundle; it is built beside its final place and renamed into it only when
+complete. While building, everything that would go to standard output goes to standard error
+instead: callers (scripts/demo.sh) read the folder's path from standard output.
 """
 
 from __future__ import annotations
