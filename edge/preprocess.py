@@ -76,6 +76,19 @@ def normalize_levels(levels: np.ndarray, normalization: Normalization) -> np.nda
     return lut[np.arange(3)[None, :, None], levels.reshape(rows, 3, width)].reshape(levels.shape)
 
 
+def levels_scale_offset(normalization: Normalization, patch_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column float32 (scale, offset) with level * scale + offset = (level * rescale - mean) / std:
+    what a graph that takes uint8 levels applies first (columns are channel-major: each third of a
+    patch row is one channel). Within one float32 ulp of the processor's arithmetic."""
+    rescale = np.float64(normalization.rescale_factor)
+    mean = np.asarray(normalization.mean, dtype=np.float64)
+    std = np.asarray(normalization.std, dtype=np.float64)
+    per_channel = patch_dim // 3
+    scale = np.repeat(rescale / std, per_channel).astype(np.float32)
+    offset = np.repeat(-mean / std, per_channel).astype(np.float32)
+    return scale, offset
+
+
 class Preprocessor:
     """Fixed-profile preprocessing: frames (uint8 HxWx3) -> `[patches, patch_dim]` encoder input.
 

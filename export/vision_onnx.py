@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.manifest import CameraProfile, Normalization
+from edge.preprocess import levels_scale_offset
 from export.checkpoint import CheckpointError, CheckpointReader
 
 INPUT_NAME = "pixel_values"
@@ -200,20 +201,6 @@ def random_pixel_levels(profile: CameraProfile, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(profile.patches_per_clip, profile.patch_dim), dtype=np.uint8)
-
-
-def levels_scale_offset(normalization: Normalization, patch_dim: int):
-    """Per-column float32 (scale, offset) with level * scale + offset = (level * rescale - mean) / std;
-    columns are channel-major (each third of a patch row is one channel)."""
-    import numpy as np
-
-    rescale = np.float64(normalization.rescale_factor)
-    mean = np.asarray(normalization.mean, dtype=np.float64)
-    std = np.asarray(normalization.std, dtype=np.float64)
-    per_channel = patch_dim // 3
-    scale = np.repeat(rescale / std, per_channel).astype(np.float32)
-    offset = np.repeat(-mean / std, per_channel).astype(np.float32)
-    return scale, offset
 
 
 def add_levels_input(model, normalization: Normalization, patch_dim: int) -> None:

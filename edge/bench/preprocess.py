@@ -36,7 +36,7 @@ import numpy as np
 
 from edge.benchreport import Stats, make_report, ratio, write_report
 from edge.manifest import CameraProfile, Normalization
-from edge.preprocess import Preprocessor, normalize_levels
+from edge.preprocess import Preprocessor, levels_scale_offset, normalize_levels
 
 DRIVE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "drive"
 QWEN3_VL_NORMALIZATION = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -241,8 +241,6 @@ def in_graph_normalise_ms(profile: CameraProfile, normalization: Normalization, 
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
-    from export.vision_onnx import levels_scale_offset
-
     shape = [profile.patches_per_clip, profile.patch_dim]
     scale, offset = levels_scale_offset(normalization, profile.patch_dim)
     graph = helper.make_graph(

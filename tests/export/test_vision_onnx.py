@@ -100,12 +100,12 @@ def test_levels_arithmetic_is_the_processors_within_an_ulp(norm):
     """The graph's level * scale + offset (float32, as ONNX computes it) against the processor's
     rescale-then-normalise for every level and channel: within 1e-6 (observed: < 2.4e-7)."""
     from edge.manifest import Normalization
-    from edge.preprocess import normalization_lut
+    from edge.preprocess import levels_scale_offset, normalization_lut
 
     mean, std = norm
     normalization = Normalization(mean=mean if isinstance(mean, tuple) else (mean,) * 3,
                                   std=std if isinstance(std, tuple) else (std,) * 3)
-    scale, offset = vision_onnx.levels_scale_offset(normalization, 1536)
+    scale, offset = levels_scale_offset(normalization, 1536)
     levels = np.arange(256, dtype=np.float32)
     lut = normalization_lut(normalization)
     for channel in range(3):
