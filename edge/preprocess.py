@@ -125,7 +125,6 @@ class Preprocessor:
         if pixel_format not in ("float32", "uint8"):
             raise ValueError(f"pixel_format must be 'float32' or 'uint8', got {pixel_format!r}")
         self.pixel_format = pixel_format
-        self._dtype = np.dtype(np.float32 if pixel_format == "float32" else np.uint8)
         self.profile = profile
         self.normalization = normalization
         self.resize_mode = resize_mode
@@ -166,7 +165,7 @@ class Preprocessor:
         # Clip outputs for the frame-id path: [busy by a writer | ready (speculative) | held by
         # the loop until its next call]; all bookkeeping under `_prepared_lock`.
         clip_rows = profile.frame_pairs * profile.grid_h * profile.grid_w
-        self._clip_outs = [np.empty((clip_rows, profile.patch_dim), dtype=self._dtype) for _ in range(3)]
+        self._clip_outs = [np.empty((clip_rows, profile.patch_dim), dtype=pixel_format) for _ in range(3)]
         self._outs_busy: set[int] = set()
         self._out_held: int | None = None
         self._ready: tuple[tuple[int, ...], tuple[np.ndarray, ...], int] | None = None  # ids, images, out
@@ -401,17 +400,16 @@ class Preprocessor:
         blocks = scratch.resized.reshape(self._frame_view)
         if self.input_order == "bgr":
             blocks = blocks[..., ::-1]
-        if self.pixel_format == "uint8":  # the transpose is all there is to do
-            block = np.empty(self._block_shape, dtype=np.uint8)
-            np.copyto(block, blocks.transpose(0, 3, 1, 4, 6, 2, 5))
-            return block
-        np.copyto(scratch.ordered, blocks.transpose(0, 3, 1, 4, 6, 2, 5))
+        levels = np.empty(self._block_shape, dtype=np.uint8) if self.pixel_format == "uint8" else scratch.ordered
+        np.copyto(levels, blocks.transpose(0, 3, 1, 4, 6, 2, 5))
+        if self.pixel_format == "uint8":  # the levels are the block: nothing more to do
+            return levels
         block = np.empty(self._block_shape, dtype=np.float32)
         rows = prof.grid_h * prof.grid_w
         if self._shared_lut:
-            _lookup(scratch.ordered.reshape(rows, -1), self._luts[0], block.reshape(rows, -1))
+            _lookup(levels.reshape(rows, -1), self._luts[0], block.reshape(rows, -1))
         else:
-            src = scratch.ordered.reshape(rows, 3, -1)
+            src = levels.reshape(rows, 3, -1)
             dst = block.reshape(rows, 3, -1)
             for c in range(3):
                 _lookup(src[:, c, :], self._luts[c], dst[:, c, :])

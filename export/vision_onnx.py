@@ -203,31 +203,43 @@ def random_pixel_levels(profile: CameraProfile, seed: int = 0):
     return rng.integers(0, 256, size=(profile.patches_per_clip, profile.patch_dim), dtype=np.uint8)
 
 
+NORMALIZED_NAME = INPUT_NAME + "_normalized"
+
+
+def levels_prelude(normalization: Normalization, patch_dim: int) -> tuple[list, list]:
+    """(nodes, initializers) that turn uint8 levels (`INPUT_NAME`) into the processor's normalised
+    float32 values (`NORMALIZED_NAME`): Cast -> Mul(scale) -> Add(offset). Within 1 float32 ulp of
+    the processor's rescale-then-normalise (< 2.4e-7 on [-1, 1])."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    scale, offset = levels_scale_offset(normalization, patch_dim)
+    initializers = [numpy_helper.from_array(scale, "pixel_levels_scale"),
+                    numpy_helper.from_array(offset, "pixel_levels_offset")]
+    nodes = [
+        helper.make_node("Cast", [INPUT_NAME], ["pixel_levels_f32"], to=TensorProto.FLOAT, name="levels_cast"),
+        helper.make_node("Mul", ["pixel_levels_f32", "pixel_levels_scale"], ["pixel_levels_scaled"], name="levels_scale"),
+        helper.make_node("Add", ["pixel_levels_scaled", "pixel_levels_offset"], [NORMALIZED_NAME], name="levels_offset"),
+    ]
+    return nodes, initializers
+
+
 def add_levels_input(model, normalization: Normalization, patch_dim: int) -> None:
     """Turn the float32 `pixel_values` input of `model` (onnx ModelProto, in place) into uint8
-    levels normalised inside the graph: Cast -> Mul(scale) -> Add(offset) -> the old consumers.
-    Within 1 float32 ulp of the processor's rescale-then-normalise (< 2.4e-7 on [-1, 1])."""
+    levels normalised inside the graph by `levels_prelude`, which feeds the old consumers."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto
 
     graph = model.graph
     (inp,) = [i for i in graph.input if i.name == INPUT_NAME]
     if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
         raise ValueError(f"{INPUT_NAME} is not float32: the graph already takes another input type")
-    normalized = INPUT_NAME + "_normalized"
     for node in graph.node:
         for k, name in enumerate(node.input):
             if name == INPUT_NAME:
-                node.input[k] = normalized
-    scale, offset = levels_scale_offset(normalization, patch_dim)
-    graph.initializer.extend([numpy_helper.from_array(scale, "pixel_levels_scale"),
-                              numpy_helper.from_array(offset, "pixel_levels_offset")])
-    prelude = [
-        helper.make_node("Cast", [INPUT_NAME], ["pixel_levels_f32"], to=TensorProto.FLOAT, name="levels_cast"),
-        helper.make_node("Mul", ["pixel_levels_f32", "pixel_levels_scale"], ["pixel_levels_scaled"], name="levels_scale"),
-        helper.make_node("Add", ["pixel_levels_scaled", "pixel_levels_offset"], [normalized], name="levels_offset"),
-    ]
-    for k, node in enumerate(prelude):  # topological order: the prelude goes first
+                node.input[k] = NORMALIZED_NAME
+    nodes, initializers = levels_prelude(normalization, patch_dim)
+    graph.initializer.extend(initializers)
+    for k, node in enumerate(nodes):  # topological order: the prelude goes first
         graph.node.insert(k, node)
     inp.type.tensor_type.elem_type = TensorProto.UINT8
     onnx.checker.check_model(model)

@@ -36,7 +36,7 @@ import numpy as np
 
 from edge.benchreport import Stats, make_report, ratio, write_report
 from edge.manifest import CameraProfile, Normalization
-from edge.preprocess import Preprocessor, levels_scale_offset, normalize_levels
+from edge.preprocess import Preprocessor, normalize_levels
 
 DRIVE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "drive"
 QWEN3_VL_NORMALIZATION = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -232,35 +232,33 @@ def run_preprocess_bench(
 
 
 def in_graph_normalise_ms(profile: CameraProfile, normalization: Normalization, runs: int = 200) -> Stats | None:
-    """ONNX Runtime (CPU) running only the prelude a levels-input graph starts with (Cast, Mul, Add
-    on one clip): what moving normalisation into the encoder costs where the encoder runs on the
-    CPU (on a GPU it fuses into the first layer). None when onnx is not installed (device images)."""
+    """ONNX Runtime (CPU) running only the prelude a levels-input graph starts with (the exporter's
+    own `levels_prelude`: Cast, Mul, Add on one clip): what moving normalisation into the encoder
+    costs where the encoder runs on the CPU (on a GPU it fuses into the first layer). None without
+    the export extra (onnx), as on device images."""
     try:
-        import onnx
         import onnxruntime as ort
-        from onnx import TensorProto, helper, numpy_helper
+        from onnx import TensorProto, helper
+
+        from export.vision_onnx import INPUT_NAME, NORMALIZED_NAME, OPSET, levels_prelude
     except ImportError:
         return None
     shape = [profile.patches_per_clip, profile.patch_dim]
-    scale, offset = levels_scale_offset(normalization, profile.patch_dim)
+    nodes, initializers = levels_prelude(normalization, profile.patch_dim)
     graph = helper.make_graph(
-        [helper.make_node("Cast", ["levels"], ["f"], to=TensorProto.FLOAT),
-         helper.make_node("Mul", ["f", "scale"], ["scaled"]),
-         helper.make_node("Add", ["scaled", "offset"], ["pixel_values"])],
-        "levels_prelude",
-        [helper.make_tensor_value_info("levels", TensorProto.UINT8, shape)],
-        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, shape)],
-        [numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(offset, "offset")],
+        nodes, "levels_prelude",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, shape)],
+        [helper.make_tensor_value_info(NORMALIZED_NAME, TensorProto.FLOAT, shape)],
+        initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    session = ort.InferenceSession(onnx.shape_inference.infer_shapes(model).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     levels = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
-    session.run(None, {"levels": levels})
+    session.run(None, {INPUT_NAME: levels})
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        session.run(None, {"levels": levels})
+        session.run(None, {INPUT_NAME: levels})
         samples.append((time.perf_counter() - t0) * 1e3)
     return Stats.from_samples(samples)
 
