@@ -173,7 +173,7 @@ def calibrate_bundle(
         heldout,
         interval_ms=interval_ms,
         resize_mode=resize_mode,
-        pixel_format=reference.input_dtype,
+        pixel_format=reference.pixel_format,
         on_skip=skipped,
         progress=progress,
     )

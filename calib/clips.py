@@ -36,7 +36,7 @@ class ClipSample:
     video: str  # path as given
     t_ms: float  # time of the clip's newest frame on the video's own clock
     frame_ids: tuple[int, ...]
-    pixel_values: np.ndarray  # encoder input [patches_per_clip, patch_dim], owned (not the preprocessor's buffer)
+    pixel_values: np.ndarray  # encoder input in its pixel format, owned (not the preprocessor's buffer)
 
     @property
     def label(self) -> str:
@@ -224,8 +224,8 @@ def sample_clips(
 ) -> ClipSplit:
     """Read `n_calibration` + `n_heldout` disjoint clips spread over `videos`.
 
-    `pixel_format` is the encoder's input type (`VisionArtifact.input_dtype`): the clips are what
-    the runtime would feed it. Unreadable videos are skipped (reported through `on_skip` and in
+    `pixel_format` is the encoder's input (`VisionArtifact.pixel_format`): the clips are what the
+    runtime would feed it. Unreadable videos are skipped (reported through `on_skip` and in
     `ClipSplit.skipped`); raises CalibrationError when no clip at all can be read, or when too few
     exist for both sets.
     """

@@ -72,7 +72,7 @@ def compare_variants(
     manifest, bundle_dir = load_bundle(bundle)
     reference = fp32_onnx(manifest)
     split = sample_clips(expand_videos(videos), manifest.profile, manifest.normalization, clips, heldout,
-                         interval_ms=interval_ms, pixel_format=reference.input_dtype, progress=progress,
+                         interval_ms=interval_ms, pixel_format=reference.pixel_format, progress=progress,
                          on_skip=lambda v, r: log(f"skipping video {v}: {r}"))
     n_slices = vision_slice_count(manifest, reference)
     bench_clip = split.heldout[0].pixel_values

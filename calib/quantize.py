@@ -287,7 +287,7 @@ def quantize_vision(
 ) -> QuantizedModel:
     """Quantise the fp32 vision graph at `fp32_path` to `out_path` (+ `.data` for huge graphs).
 
-    `calibration`: preprocessed clips (float32 [patches, patch_dim]) for static mode; ignored by
+    `calibration`: preprocessed clips (the graph's input) for static mode; ignored by
     dynamic mode. `progress` is called once per calibration clip.
     """
     import onnx

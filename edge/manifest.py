@@ -17,7 +17,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-MANIFEST_SCHEMA_VERSION = 1
+# 2: vision artifacts may take whole frames (`VisionArtifact.input_layout`). A runtime that reads
+# only 1 refuses such a bundle at load instead of failing at its first encode; version 1 manifests
+# (patch-layout encoders only) still load here.
+MANIFEST_SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 MANIFEST_FILENAME = "manifest.json"
 # Hash in 1 MiB chunks so a 60 GB GGUF never sits in memory.
 HASH_CHUNK_BYTES = 1 << 20
@@ -128,11 +132,16 @@ class VisionArtifact(BaseModel):
     format: Literal["onnx", "tensorrt"]
     precision: Literal["fp32", "fp16", "int8"]
     input_name: str
-    input_shape: list[int]  # [patches_per_clip, patch_dim]
-    # "float32": normalised pixel values, exactly the HF processor's. "uint8": the raw RGB levels in
-    # the same layout; the graph normalises them itself (its first ops), so the host writes a quarter
-    # of the bytes and skips the per-value arithmetic (and a GPU gets a quarter of the upload).
+    input_shape: list[int]  # patches: [patches_per_clip, patch_dim]; frames: [frames_per_clip, 3, H, W]
+    # "float32": normalised pixel values, exactly the HF processor's. "uint8": the raw RGB levels;
+    # the graph normalises them itself (its first ops), so the host writes a quarter of the bytes
+    # and skips the per-value arithmetic (and a GPU gets a quarter of the upload).
     input_dtype: Literal["float32", "uint8"] = "float32"
+    # "patches": the HF processor's patch rows (frame pairs, merge-block order). "frames": the
+    # clip's resized frames as they are, RGB planes per frame; the graph cuts them into patches
+    # itself (its patch embedding is a strided convolution over each frame pair), so the host
+    # only resizes. uint8 only.
+    input_layout: Literal["patches", "frames"] = "patches"
     output_name: str
     output_shape: list[int]  # [tokens_per_clip, n_embd * (1 + n_deepstack)]
     external_data: str | None = None
@@ -141,6 +150,17 @@ class VisionArtifact(BaseModel):
     timing_cache: str | None = None
     accuracy: dict | None = None  # e.g. {"cosine": .., "max_abs_diff": .., "report": "reports/x.json"}
     adopted: bool = True  # calibration may record an INT8 model that was not adopted
+
+    @model_validator(mode="after")
+    def _frames_are_levels(self) -> VisionArtifact:
+        if self.input_layout == "frames" and self.input_dtype != "uint8":
+            raise ValueError("input_layout 'frames' takes uint8 levels (input_dtype 'uint8')")
+        return self
+
+    @property
+    def pixel_format(self) -> Literal["float32", "uint8", "frames"]:
+        """What the preprocessor must hand this encoder (`edge.preprocess.PixelFormat`)."""
+        return "frames" if self.input_layout == "frames" else self.input_dtype
 
 
 class DecoderArtifact(BaseModel):
@@ -220,13 +240,20 @@ def write_manifest(bundle_dir: Path, manifest: BundleManifest) -> Path:
     return target
 
 
+def vision_input_shape(profile: CameraProfile, layout: str) -> list[int]:
+    """The encoder input shape a layout has for the camera profile."""
+    if layout == "frames":
+        return [profile.frames_per_clip, 3, profile.height, profile.width]
+    return [profile.patches_per_clip, profile.patch_dim]
+
+
 def _check_shapes(manifest: BundleManifest) -> None:
     profile = manifest.profile
     widths = {d.n_embd_inp for d in manifest.decoder}
     if len(widths) > 1:
         raise BundleError(f"decoder artifacts disagree on n_embd_inp: {sorted(widths)}")
     for art in manifest.vision:
-        want_in = [profile.patches_per_clip, profile.patch_dim]
+        want_in = vision_input_shape(profile, art.input_layout)
         if list(art.input_shape) != want_in:
             raise BundleError(
                 f"vision artifact {art.path}: input_shape {art.input_shape} does not match the camera "
@@ -264,10 +291,10 @@ def load_bundle(path: Path | str, verify_hashes: bool = True) -> tuple[BundleMan
     except (OSError, json.JSONDecodeError) as exc:
         raise BundleError(f"{manifest_path}: not readable JSON ({exc})") from exc
     version = raw.get("schema_version") if isinstance(raw, dict) else None
-    if version != MANIFEST_SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
         raise BundleError(
-            f"{manifest_path}: schema_version {version!r} is not supported (this runtime reads "
-            f"{MANIFEST_SCHEMA_VERSION})"
+            f"{manifest_path}: schema_version {version!r} is not supported (this runtime reads {readable})"
         )
     try:
         manifest = BundleManifest.model_validate(raw)

@@ -15,11 +15,16 @@ one table lookup per value (cv2.LUT, uint8 -> float32). The 256-entry table per 
 computed with the processor's own arithmetic (float64 rescale cast to float32, then float32
 (x - mean) / std), so the result is bit-identical to transformers, not merely close.
 
-Encoders whose input is uint8 levels (`VisionArtifact.input_dtype == "uint8"`, what `edge export
-bundle` writes) normalise in their own graph; with `pixel_format="uint8"` step 2 stops after the
-transpose and the clip is a quarter of the bytes: no table lookup, and assembling the clip copies
-1.4 MB instead of 5.5 MB at 448x256 x 4 frames. `normalize_levels` gives the float32 values from
-those levels, bit-identical to the float32 path.
+Encoders whose input is uint8 levels (`VisionArtifact.input_dtype == "uint8"`) normalise in their
+own graph; with `pixel_format="uint8"` step 2 stops after the transpose and the clip is a quarter of
+the bytes: no table lookup, and assembling the clip copies 1.4 MB instead of 5.5 MB at 448x256 x 4
+frames. `normalize_levels` gives the float32 values from those levels, bit-identical to the float32
+path.
+
+Encoders that take whole frames (`VisionArtifact.input_layout == "frames"`, what `edge export
+bundle` writes) also cut the patches themselves: with `pixel_format="frames"` steps 2 and 3 are
+gone, and a frame is resized and split into its RGB planes (`[frames, 3, H, W]` uint8, one SIMD
+pass, the BGR -> RGB swap included). `patch_layout` maps such frames to the processor's rows.
 
 Consecutive clips share all but one frame (the sampler's ring slides by one sample), so resized
 frames are cached by frame object: in steady state each frame is resized once, not
@@ -52,7 +57,10 @@ from edge.manifest import CameraProfile, Normalization
 ResizeMode = Literal["crop", "letterbox"]
 ResizeFilter = Literal["area", "fast"]
 ColorOrder = Literal["bgr", "rgb"]
-PixelFormat = Literal["float32", "uint8"]
+# float32: normalised patch rows (the HF processor's pixel_values); uint8: the same rows as levels;
+# frames: uint8 RGB planes [frames, 3, H, W] (the encoder patchifies and normalises).
+PixelFormat = Literal["float32", "uint8", "frames"]
+PIXEL_FORMATS = ("float32", "uint8", "frames")
 
 
 def normalization_lut(normalization: Normalization) -> np.ndarray:
@@ -76,17 +84,35 @@ def normalize_levels(levels: np.ndarray, normalization: Normalization) -> np.nda
     return lut[np.arange(3)[None, :, None], levels.reshape(rows, 3, width)].reshape(levels.shape)
 
 
-def levels_scale_offset(normalization: Normalization, patch_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column float32 (scale, offset) with level * scale + offset = (level * rescale - mean) / std:
-    what a graph that takes uint8 levels applies first (columns are channel-major: each third of a
-    patch row is one channel). Within one float32 ulp of the processor's arithmetic."""
+def channel_scale_offset(normalization: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """Per-RGB-channel float32 (scale, offset) with level * scale + offset = (level * rescale - mean)
+    / std: what a graph that takes uint8 levels applies first. Within one float32 ulp of the
+    processor's arithmetic."""
     rescale = np.float64(normalization.rescale_factor)
     mean = np.asarray(normalization.mean, dtype=np.float64)
     std = np.asarray(normalization.std, dtype=np.float64)
-    per_channel = patch_dim // 3
-    scale = np.repeat(rescale / std, per_channel).astype(np.float32)
-    offset = np.repeat(-mean / std, per_channel).astype(np.float32)
-    return scale, offset
+    return (rescale / std).astype(np.float32), (-mean / std).astype(np.float32)
+
+
+def levels_scale_offset(normalization: Normalization, patch_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """`channel_scale_offset` per patch column (columns are channel-major: each third of a patch
+    row is one channel)."""
+    scale, offset = channel_scale_offset(normalization)
+    return np.repeat(scale, patch_dim // 3), np.repeat(offset, patch_dim // 3)
+
+
+def patch_layout(frames: np.ndarray, patch: int = 16, temporal: int = 2, merge: int = 2) -> np.ndarray:
+    """Frames `(T, 3, H, W)` of any dtype -> the processor's patch rows `(grid_t * grid_h * grid_w,
+    3 * temporal * patch * patch)`, same dtype (the last frame repeated to fill a partial temporal
+    patch). What a frames-layout encoder does inside its graph, in numpy."""
+    t, c, h, w = frames.shape
+    if t % temporal:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], temporal - t % temporal, axis=0)])
+        t = frames.shape[0]
+    gt, gh, gw = t // temporal, h // patch, w // patch
+    x = frames.reshape(gt, temporal, c, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return np.ascontiguousarray(x.reshape(gt * gh * gw, c * temporal * patch * patch))
 
 
 class Preprocessor:
@@ -101,8 +127,9 @@ class Preprocessor:
       bicubic). On drive frames both stay within ~1 grey level RMS of PIL (fast 1.0, area 0.86).
     cache_frames: how many resized frames to keep (keyed by the frame array object, which
       capture never rewrites); 0 disables.
-    pixel_format: what the clip path returns: "float32" (normalised, the processor's pixel_values)
-      or "uint8" (the levels in the same layout, for encoders that normalise in their graph).
+    pixel_format: what the clip path returns: "float32" (normalised, the processor's pixel_values),
+      "uint8" (the levels in the same layout, for encoders that normalise in their graph) or
+      "frames" (uint8 RGB planes `[frames, 3, H, W]`, for encoders that also patchify).
     """
 
     def __init__(
@@ -122,8 +149,8 @@ class Preprocessor:
             raise ValueError(f"resize_filter must be 'area' or 'fast', got {resize_filter!r}")
         if input_order not in ("bgr", "rgb"):
             raise ValueError(f"input_order must be 'bgr' or 'rgb', got {input_order!r}")
-        if pixel_format not in ("float32", "uint8"):
-            raise ValueError(f"pixel_format must be 'float32' or 'uint8', got {pixel_format!r}")
+        if pixel_format not in PIXEL_FORMATS:
+            raise ValueError(f"pixel_format must be one of {', '.join(PIXEL_FORMATS)}, got {pixel_format!r}")
         self.pixel_format = pixel_format
         self.profile = profile
         self.normalization = normalization
@@ -143,6 +170,7 @@ class Preprocessor:
         self._frame_view = (profile.grid_h // m, m, p, profile.grid_w // m, m, p, 3)
         self._patch_shape = (profile.grid_h // m, profile.grid_w // m, m, m, 3, t, p, p)
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._planes_buffers: dict[int, np.ndarray] = {}  # frame count -> frames-format output
         self._buffers_for(profile.frames_per_clip)
         self._buffers_for(t)
         # Resized-frame cache: a fixed pool of slots, LRU over frame objects.
@@ -155,7 +183,10 @@ class Preprocessor:
         self.resizes = 0  # frames actually resized (cache misses), for tests and telemetry
         # Prepared-frame cache (pipelining): frame id -> (image, float32 block). Written by the
         # capture thread, read by the loop thread, so every access holds `_prepared_lock`.
-        self._block_shape = (profile.grid_h // m, profile.grid_w // m, m, m, 3, p, p)
+        self._block_shape = (
+            (3, profile.height, profile.width) if pixel_format == "frames"
+            else (profile.grid_h // m, profile.grid_w // m, m, m, 3, p, p)
+        )
         self._prepared: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._preparing: dict[int, threading.Event] = {}  # ids some thread is preparing right now
         self._prepared_lock = threading.Lock()
@@ -164,8 +195,7 @@ class Preprocessor:
         self.prepared_hits = 0  # clip frames taken ready from the cache (telemetry, tests)
         # Clip outputs for the frame-id path: [busy by a writer | ready (speculative) | held by
         # the loop until its next call]; all bookkeeping under `_prepared_lock`.
-        clip_rows = profile.frame_pairs * profile.grid_h * profile.grid_w
-        self._clip_outs = [np.empty((clip_rows, profile.patch_dim), dtype=pixel_format) for _ in range(3)]
+        self._clip_outs = [np.empty(self._clip_shape, dtype=self._clip_dtype) for _ in range(3)]
         self._outs_busy: set[int] = set()
         self._out_held: int | None = None
         self._ready: tuple[tuple[int, ...], tuple[np.ndarray, ...], int] | None = None  # ids, images, out
@@ -173,6 +203,17 @@ class Preprocessor:
         self.ready_clips = 0  # clips handed out as assembled ahead by prepare_frame (tests)
 
     # ---- geometry --------------------------------------------------------------------------
+    @property
+    def _clip_shape(self) -> tuple[int, ...]:
+        prof = self.profile
+        if self.pixel_format == "frames":
+            return (prof.frames_per_clip, 3, prof.height, prof.width)
+        return (prof.patches_per_clip, prof.patch_dim)
+
+    @property
+    def _clip_dtype(self) -> type:
+        return np.float32 if self.pixel_format == "float32" else np.uint8
+
     @property
     def grid_thw(self) -> tuple[int, int, int]:
         return (self.profile.frame_pairs, self.profile.grid_h, self.profile.grid_w)
@@ -273,7 +314,8 @@ class Preprocessor:
 
     # ---- pipelining: frames prepared as they are sampled ------------------------------------
     def prepare_frame(self, frame_id: int, image: np.ndarray) -> None:
-        """Resize and normalise one frame into its patch-ordered block, cached under `frame_id`
+        """Resize one frame and bring it into the pixel format (its patch-ordered block, or its RGB
+        planes), cached under `frame_id`
         for the next `preprocess_clip(..., frame_ids)`. Thread-safe; meant for the capture
         thread, right when the sampler takes the frame. A frame already prepared (or being
         prepared by another thread) is not prepared twice."""
@@ -387,8 +429,9 @@ class Preprocessor:
             self._prepared.popitem(last=False)
 
     def _compute_block(self, image: np.ndarray) -> np.ndarray:
-        """One frame -> `(grid_h/m, grid_w/m, m, m, 3, p, p)` in the pixel format: the clip layout
-        with the temporal axis removed. Uses per-thread scratch, so it runs in any thread."""
+        """One frame -> its share of the clip: RGB planes `(3, H, W)` for the frames format, else
+        `(grid_h/m, grid_w/m, m, m, 3, p, p)` (the clip layout with the temporal axis removed).
+        Uses per-thread scratch, so it runs in any thread."""
         prof = self.profile
         scratch = self._thread_scratch
         if not hasattr(scratch, "resized"):
@@ -397,6 +440,10 @@ class Preprocessor:
         self.resize_into(image, scratch.resized)
         with self._prepared_lock:
             self.resizes += 1
+        if self.pixel_format == "frames":
+            planes = np.empty(self._block_shape, dtype=np.uint8)
+            self._split_planes(scratch.resized, planes)
+            return planes
         blocks = scratch.resized.reshape(self._frame_view)
         if self.input_order == "bgr":
             blocks = blocks[..., ::-1]
@@ -415,9 +462,21 @@ class Preprocessor:
                 _lookup(src[:, c, :], self._luts[c], dst[:, c, :])
         return block
 
+    def _split_planes(self, resized: np.ndarray, planes: np.ndarray) -> None:
+        """A resized frame `(H, W, 3)` -> its RGB planes `(3, H, W)` in place (one SIMD pass)."""
+        order = (2, 1, 0) if self.input_order == "bgr" else (0, 1, 2)
+        written = cv2.split(resized, [planes[c] for c in order])
+        if not all(np.shares_memory(w, planes) for w in written):  # OpenCV handed back new arrays
+            for c, w in zip(order, written, strict=True):
+                np.copyto(planes[c], w)
+
     def _assemble_into(self, blocks: Sequence[np.ndarray], out: np.ndarray) -> None:
-        """Prepared blocks -> the clip's `[patches, patch_dim]` output: frame 2k+j goes to
-        temporal pair k, slot j (columns are ordered channel, temporal, py, px)."""
+        """Prepared blocks -> the clip. Frames format: frame i is `out[i]`. Patches: frame 2k+j goes
+        to temporal pair k, slot j (columns are ordered channel, temporal, py, px)."""
+        if self.pixel_format == "frames":
+            for i, block in enumerate(blocks):
+                np.copyto(out[i], block)
+            return
         t = self.profile.temporal_patch_size
         by_slot = out.reshape(len(blocks) // t, *self._block_shape[:5], t, *self._block_shape[5:])
         for i, block in enumerate(blocks):
@@ -425,16 +484,33 @@ class Preprocessor:
 
     def preprocess_image(self, frame: np.ndarray) -> np.ndarray:
         """One still image -> `[grid_h * grid_w, patch_dim]`, the frame repeated over the temporal
-        patch (what the processor does with an image). Grid: (1, grid_h, grid_w)."""
+        patch (what the processor does with an image). Grid: (1, grid_h, grid_w). Not for the
+        frames format: such an encoder takes whole clips of `frames_per_clip` frames."""
+        if self.pixel_format == "frames":
+            raise ValueError("pixel_format 'frames' encodes whole clips; a still image has no frames layout")
         resized = self.resized(frame).copy() if self._cache_slots == 0 else self.resized(frame)
         return self.patchify([resized] * self.profile.temporal_patch_size)
 
     def patchify(self, resized: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Already-resized frames -> patches in the pixel format (`normalize_patchify` or
-        `levels_patchify`). Reused by the next call."""
+        """Already-resized frames -> the encoder input in the pixel format (`normalize_patchify`,
+        `levels_patchify` or `frame_planes`). Reused by the next call."""
+        if self.pixel_format == "frames":
+            return self.frame_planes(resized)
         if self.pixel_format == "uint8":
             return self.levels_patchify(resized)
         return self.normalize_patchify(resized)
+
+    def frame_planes(self, resized: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Already-resized frames -> uint8 RGB planes `[N, 3, H, W]` (the frames format). Reused by
+        the next call of the same frame count."""
+        frames = self._checked_resized(resized)
+        out = self._planes_buffers.get(len(frames))
+        if out is None:
+            out = self._planes_buffers[len(frames)] = np.empty(
+                (len(frames), 3, self.profile.height, self.profile.width), dtype=np.uint8)
+        for i, frame in enumerate(frames):
+            self._split_planes(np.ascontiguousarray(frame), out[i])
+        return out
 
     def levels_patchify(self, resized: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Already-resized frames -> uint8 levels `[rows, patch_dim]` in the processor's layout
@@ -463,17 +539,9 @@ class Preprocessor:
         """Resized frames -> the uint8 patch-ordered buffer (grid_t, h-block, w-block, h-in,
         w-in, c, temporal, py, px), RGB."""
         prof = self.profile
-        frames = list(resized)
+        frames = self._checked_resized(resized)
         n = len(frames)
         t = prof.temporal_patch_size
-        if n == 0 or n % t:
-            raise ValueError(f"frame count {n} must be a positive multiple of the temporal patch size {t}")
-        for frame in frames:
-            if frame.dtype != np.uint8 or frame.shape != (prof.height, prof.width, 3):
-                raise ValueError(
-                    f"expected resized uint8 frames [{prof.height}, {prof.width}, 3], got {frame.dtype} "
-                    f"{list(frame.shape)}"
-                )
         ordered = self._buffers_for(n)[0]
         for i, frame in enumerate(frames):
             blocks = frame.reshape(self._frame_view)
@@ -482,6 +550,23 @@ class Preprocessor:
             # (h-block, h-in, py, w-block, w-in, px, c) -> (h-block, w-block, h-in, w-in, c, py, px)
             np.copyto(ordered[i // t, :, :, :, :, :, i % t], blocks.transpose(0, 3, 1, 4, 6, 2, 5))
         return ordered
+
+
+    def _checked_resized(self, resized: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Resized frames as a list, refused unless uint8 [H, W, 3] at the profile's size and a
+        positive multiple of the temporal patch in number."""
+        prof = self.profile
+        frames = list(resized)
+        n, t = len(frames), prof.temporal_patch_size
+        if n == 0 or n % t:
+            raise ValueError(f"frame count {n} must be a positive multiple of the temporal patch size {t}")
+        for frame in frames:
+            if frame.dtype != np.uint8 or frame.shape != (prof.height, prof.width, 3):
+                raise ValueError(
+                    f"expected resized uint8 frames [{prof.height}, {prof.width}, 3], got {frame.dtype} "
+                    f"{list(frame.shape)}"
+                )
+        return frames
 
 
 def _check_frame(frame: np.ndarray) -> None:

@@ -59,9 +59,10 @@ def load_model_parts(config: RuntimeConfig, verify_hashes: bool = True) -> Model
         config.camera.frames_per_clip = manifest.profile.frames_per_clip
     choice = select_backend(bundle_dir, manifest, config.vision)
     log.info("vision backend %s: %s", choice.backend.name, choice.reason)
-    # The encoder decides what it is fed: float32 normalised values, or uint8 levels it normalises itself.
+    # The encoder decides what it is fed: float32 normalised patches, uint8 patch levels it normalises
+    # itself, or whole uint8 frames it also cuts into patches.
     preprocessor = Preprocessor(manifest.profile, manifest.normalization, resize_mode=config.camera.resize,
-                                pixel_format=choice.backend.artifact.input_dtype)
+                                pixel_format=choice.backend.artifact.pixel_format)
     decoder = AdviceDecoder(bundle_dir, manifest, config.decoder)
     return ModelParts(manifest, bundle_dir, preprocessor, choice.backend, choice.reason, decoder)
 

@@ -173,8 +173,12 @@ def build_bundle(
     overwrite: bool = False,
     include_decoder: bool = True,
     self_check: bool = True,
+    vision_input: str = "frames",
 ) -> BundleManifest:
     """Write a bundle for one camera profile. Returns the manifest (also written to out/manifest.json).
+
+    vision_input: the vision graph's input layout, "frames" (uint8 RGB frames; the graph normalises
+    and patchifies) or "patches" (the processor's patch rows as uint8 levels); see export.vision_onnx.
 
     Raises BundleError / CheckpointError before any heavy work when an argument or the checkpoint is
     unusable (profile not a multiple of 32, odd frame count, unknown quant, wrong architecture,
@@ -182,6 +186,8 @@ def build_bundle(
     """
     # ---- validation: cheap, complete, first ---------------------------------------------------
     profile = make_profile(width, height, frames)
+    if vision_input not in ("frames", "patches"):
+        raise BundleError(f"vision_input must be 'frames' or 'patches', got {vision_input!r}")
     quant_list = normalize_quants(quants)
     reader = CheckpointReader(checkpoint)
     from export.vision_onnx import check_profile_against_config
@@ -220,7 +226,7 @@ def build_bundle(
             manifest.source["training"] = training
         vision = export_vision_onnx(
             reader, profile, out / VISION_DIR / VISION_ONNX_NAME, progress=progress, self_check=self_check,
-            normalization=normalization,
+            normalization=normalization, input_layout=vision_input,
         )
         manifest.vision.append(
             VisionArtifact(
@@ -230,6 +236,7 @@ def build_bundle(
                 input_name=vision.input_name,
                 input_shape=vision.input_shape,
                 input_dtype=vision.input_dtype,
+                input_layout=vision.input_layout,
                 output_name=vision.output_name,
                 output_shape=vision.output_shape,
                 external_data=_relative(vision.external_data, out) if vision.external_data else None,

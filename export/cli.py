@@ -57,6 +57,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             include_decoder=not args.vision_only,
             self_check=not args.no_self_check,
+            vision_input=args.vision_input,
         )
     except (BundleError, CheckpointError) as exc:
         print(f"edge export bundle: {exc}", file=sys.stderr)
@@ -105,6 +106,9 @@ def register(subparsers) -> None:
     bundle.add_argument("--quant", action="append", choices=["q4_k_m", "q4_0", "q8_0", "f16", "f32"],
                         help="decoder quantisation (repeat for several; default q4_k_m)")
     bundle.add_argument("--overwrite", action="store_true", help="replace an existing bundle in --out")
+    bundle.add_argument("--vision-input", choices=["frames", "patches"], default="frames",
+                        help="the vision graph's input: whole uint8 RGB frames (the graph normalises and cuts "
+                        "the patches; the default) or the processor's patch rows as uint8 levels")
     bundle.add_argument("--vision-only", action="store_true", help="skip the decoder (vision ONNX + manifest only)")
     bundle.add_argument("--no-self-check", action="store_true",
                         help="skip the ONNX Runtime vs transformers check of the exported vision graph")

@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.llm.video import frame_pair_timestamps, timestamp_text
 from edge.manifest import BundleManifest, VisionArtifact, add_file, load_bundle, write_manifest
+from edge.preprocess import patch_layout
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +62,6 @@ def patchify(frames: np.ndarray, mean, std, patch: int = 16, temporal: int = 2, 
     return patch_layout(x.astype(np.float32), patch, temporal, merge)
 
 
-def patch_layout(x: np.ndarray, patch: int = 16, temporal: int = 2, merge: int = 2) -> np.ndarray:
-    """Frames (T, 3, H, W) of any dtype -> the processor's patch rows, same dtype (the last frame
-    repeated to fill a partial temporal patch)."""
-    t, c, h, w = x.shape
-    if t % temporal:
-        x = np.concatenate([x, np.repeat(x[-1:], temporal - t % temporal, axis=0)])
-        t = x.shape[0]
-    gt, gh, gw = t // temporal, h // patch, w // patch
-    x = x.reshape(gt, temporal, c, gh // merge, merge, patch, gw // merge, merge, patch)
-    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
-    return np.ascontiguousarray(x.reshape(gt * gh * gw, c * temporal * patch * patch))
-
-
 @dataclass
 class Segment:
     """A piece of the prompt: text, or the visual chunk of one image / frame pair (rows index)."""
@@ -87,23 +75,26 @@ class Case:
     name: str
     modality: str  # "image" or "video"
     segments: list[Segment]
-    levels: np.ndarray  # uint8 RGB levels in the processor layout, all pairs
+    frames: np.ndarray  # uint8 RGB frames (T, 3, H, W), all pairs
+    levels: np.ndarray  # the same levels in the processor layout
     pixel_values: np.ndarray  # the processor's normalised values of the same levels
     n_pairs: int
 
     def encoder_input(self, artifact: VisionArtifact) -> np.ndarray:
-        """What the artifact's graph takes: the levels (it normalises) or the normalised values."""
-        return self.levels if artifact.input_dtype == "uint8" else self.pixel_values
+        """What the artifact's graph takes: the frames (it normalises and patchifies), the patch
+        levels (it normalises) or the normalised values."""
+        return {"frames": self.frames, "uint8": self.levels, "float32": self.pixel_values}[artifact.pixel_format]
 
 
-def _clip_input(frames: np.ndarray, manifest: BundleManifest) -> tuple[np.ndarray, np.ndarray]:
-    """Frames in [0, 1] (T, 3, H, W) -> (uint8 levels, normalised values) in the processor layout."""
+def _clip_input(frames: np.ndarray, manifest: BundleManifest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames in [0, 1] (T, 3, H, W) -> (uint8 frames, uint8 levels and normalised values in the
+    processor layout)."""
     from edge.preprocess import normalize_levels
 
     p = manifest.profile
-    levels = patch_layout(np.round(frames * 255.0).astype(np.uint8), p.patch_size, p.temporal_patch_size,
-                          p.merge_size)
-    return levels, normalize_levels(levels, manifest.normalization)
+    frame_levels = np.round(frames * 255.0).astype(np.uint8)
+    levels = patch_layout(frame_levels, p.patch_size, p.temporal_patch_size, p.merge_size)
+    return frame_levels, levels, normalize_levels(levels, manifest.normalization)
 
 
 def build_cases(manifest: BundleManifest) -> list[Case]:
@@ -191,22 +182,22 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(bundle_dir / art.path), options, providers=["CPUExecutionProvider"])
         self.art = art
         self.pairs_per_run = manifest.profile.frame_pairs
-        self.patches_per_pair = manifest.profile.patches_per_pair
         self.tokens_per_pair = manifest.profile.tokens_per_pair
 
     def encode(self, pixel_values: np.ndarray, n_pairs: int) -> np.ndarray:
-        """`pixel_values` in the artifact's input type (`Case.encoder_input`) -> rows
-        (n_pairs * tokens_per_pair, width). Attention is per frame pair, so padding a run with
-        copies of the last pair does not change the real pairs' rows."""
-        pairs = pixel_values.reshape(n_pairs, self.patches_per_pair, -1)
+        """`pixel_values` in the artifact's input (`Case.encoder_input`) -> rows
+        (n_pairs * tokens_per_pair, width). Both input layouts are pair-major (a pair's patch rows,
+        or its two frames), so a run is a slice along the first axis. Attention is per frame pair,
+        so padding a run with copies of the last pair does not change the real pairs' rows."""
+        pairs = pixel_values.reshape(n_pairs, -1)
         rows = []
         for start in range(0, n_pairs, self.pairs_per_run):
             chunk = pairs[start:start + self.pairs_per_run]
             real = chunk.shape[0]
             if real < self.pairs_per_run:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.pairs_per_run - real, axis=0)])
-            out = self.session.run([self.art.output_name],
-                                   {self.art.input_name: np.ascontiguousarray(chunk.reshape(-1, chunk.shape[-1]))})[0]
+            feed = np.ascontiguousarray(chunk.reshape(self.art.input_shape))
+            out = self.session.run([self.art.output_name], {self.art.input_name: feed})[0]
             rows.append(out[: real * self.tokens_per_pair])
         return np.concatenate(rows)
 

@@ -169,6 +169,7 @@ def run_encoder_bench(bundle: str | Path, clips: int = 10, warmup: int = 2, thre
         profile={"width": manifest.profile.width, "height": manifest.profile.height,
                  "frames_per_clip": manifest.profile.frames_per_clip, "patches": manifest.profile.patches_per_clip,
                  "input_dtype": backends["onnx_fp32_cpu"][0].artifact.input_dtype,
+                 "input_layout": backends["onnx_fp32_cpu"][0].artifact.input_layout,
                  "tokens": manifest.profile.tokens_per_clip},
         clips={"timed": clips, "warmup": warmup, "content": "seeded uniform random input (levels or normalised values)"},
         trt_baseline=gpu_baseline,

@@ -5,12 +5,14 @@ in the same run, interleaved so that load on the machine hits both alike, and bo
 profile's grid:
 
 - ours: `edge.preprocess.Preprocessor` on a clip of BGR frames straight from OpenCV: centre-crop,
-  resize, BGR->RGB, patchify into the video (frame-pair) layout, in the pixel format the encoder
-  takes: uint8 levels for bundles from `edge export bundle` (their graph normalises: Cast, Mul,
-  Add in front of the patch embedding), float32 normalised values for a float-input graph. The
-  uint8 run also times the float32 path (`ours_streaming_float32`) and what the moved work costs
-  the encoder on ONNX Runtime's CPU provider (`in_graph_normalise_cpu`: the three-node prelude
-  alone), so nothing hides behind the move.
+  resize, BGR->RGB, in the pixel format the encoder takes: for bundles from `edge export bundle`
+  whole frames as uint8 RGB planes (their graph normalises and cuts the patches: its patch
+  embedding is a strided convolution over each frame pair); for older graphs the video
+  (frame-pair) patch layout, as uint8 levels or float32 normalised values. A frames run also
+  times the two patch-layout paths (`ours_streaming_uint8`, `ours_streaming_float32`) and what
+  the in-graph normalisation costs ONNX Runtime's CPU provider (`in_graph_normalise_cpu`: Cast,
+  Mul, Add alone). Moving the patch cut into the graph costs the encoder nothing: it runs faster
+  than the patch layout's (`edge bench encoder` on both kinds of bundle; docs/PERFORMANCE.md).
 - hf: `Qwen2VLImageProcessorPil` (the torchvision-free Qwen2/3-VL processor; patch 16, merge 2,
   mean/std 0.5) on the same frames, already centre-cropped to the profile's aspect and converted
   to RGB outside the timer (free help for the baseline), with `longest_edge` = the profile's
@@ -36,7 +38,7 @@ import numpy as np
 
 from edge.benchreport import Stats, make_report, ratio, write_report
 from edge.manifest import CameraProfile, Normalization
-from edge.preprocess import Preprocessor, normalize_levels
+from edge.preprocess import Preprocessor, normalize_levels, patch_layout
 
 DRIVE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "drive"
 QWEN3_VL_NORMALIZATION = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -115,7 +117,7 @@ def run_preprocess_bench(
     normalization: Normalization = QWEN3_VL_NORMALIZATION,
     videos: list[Path] | None = None,
     resize_filter: str = "fast",
-    pixel_format: str = "uint8",
+    pixel_format: str = "frames",
 ) -> dict[str, object]:
     """Measure `clips` HF runs and `clips * ours_per_hf` runs of each of our variants, interleaved.
 
@@ -125,7 +127,8 @@ def run_preprocess_bench(
       (`preprocess_clip(frames, frame_ids)`: frames prepared once, by id, then assembled), as the
       loop runs it (the sampler's ring advances one sample per cycle): one new frame per clip. The
       runtime does the new frame's share in the capture thread; here all of it is timed.
-    - `ours_streaming_float32` (uint8 runs only): the same with float32 normalised output.
+    - `ours_streaming_<format>`: the same into the formats slower than `pixel_format` (frames runs:
+      uint8 and float32 patches; uint8 runs: float32), for older graphs.
     - `hf`: the transformers processor on the clip's frames.
     """
     if clips < 1 or ours_per_hf < 1:
@@ -145,12 +148,15 @@ def run_preprocess_bench(
 
     cold = ours(pixel_format, cache_frames=0)
     streaming = ours(pixel_format)
-    streaming_float = ours("float32") if pixel_format == "uint8" else None
+    slower_formats = {"frames": ["uint8", "float32"], "uint8": ["float32"]}.get(pixel_format, [])
+    streaming_other = {fmt: ours(fmt) for fmt in slower_formats}
     hf = make_hf_processor(profile, normalization)
 
     # Warm-up (first-call allocations, lazy imports inside transformers) and a correctness probe.
     ours_out = cold(clip_frames[0]).copy()
-    if pixel_format == "uint8":
+    if pixel_format == "frames":
+        ours_out = patch_layout(ours_out, profile.patch_size, profile.temporal_patch_size, profile.merge_size)
+    if pixel_format != "float32":
         ours_out = normalize_levels(ours_out, normalization)
     hf_out = hf(images=hf_inputs[0], return_tensors="np")
     grid = hf_out["image_grid_thw"].tolist()
@@ -161,7 +167,7 @@ def run_preprocess_bench(
 
     cold_ms: list[float] = []
     streaming_ms: list[float] = []
-    streaming_float_ms: list[float] = []
+    other_ms: dict[str, list[float]] = {fmt: [] for fmt in streaming_other}
     hf_ms: list[float] = []
     step = 0
     for i in range(clips):
@@ -179,10 +185,10 @@ def run_preprocess_bench(
             t0 = time.perf_counter()
             streaming.preprocess_clip(window, ids)
             streaming_ms.append((time.perf_counter() - t0) * 1e3)
-            if streaming_float is not None:
+            for fmt, other in streaming_other.items():
                 t0 = time.perf_counter()
-                streaming_float.preprocess_clip(window, ids)
-                streaming_float_ms.append((time.perf_counter() - t0) * 1e3)
+                other.preprocess_clip(window, ids)
+                other_ms[fmt].append((time.perf_counter() - t0) * 1e3)
         t0 = time.perf_counter()
         hf(images=hf_inputs[k], return_tensors="np")
         hf_ms.append((time.perf_counter() - t0) * 1e3)
@@ -200,10 +206,11 @@ def run_preprocess_bench(
         "hf_over_ours_min": ratio(min(hf_ms), min(cold_ms)),
         "hf_over_ours_streaming_min": ratio(min(hf_ms), min(streaming_ms)),
     }
-    if streaming_float_ms:
-        float_stats = Stats.from_samples(streaming_float_ms)
-        results["ours_streaming_float32"] = float_stats.as_dict()
-        ratios["hf_over_ours_streaming_float32_median"] = ratio(hf_stats.median_ms, float_stats.median_ms)
+    for fmt, samples in other_ms.items():
+        other_stats = Stats.from_samples(samples)
+        results[f"ours_streaming_{fmt}"] = other_stats.as_dict()
+        ratios[f"hf_over_ours_streaming_{fmt}_median"] = ratio(hf_stats.median_ms, other_stats.median_ms)
+    if pixel_format != "float32":
         moved = in_graph_normalise_ms(profile, normalization)
         if moved is not None:
             results["in_graph_normalise_cpu"] = moved.as_dict()
@@ -217,9 +224,10 @@ def run_preprocess_bench(
             "frames": frames_source,
             "frame_sizes": sizes,
             "pixel_format": pixel_format,
-            "ours": f"edge.preprocess.Preprocessor: crop + resize ({resize_filter}) + BGR->RGB + patchify (video "
-            f"layout) into {pixel_format}"
-            + (" levels (the encoder graph normalises)" if pixel_format == "uint8" else " (LUT normalise)")
+            "ours": f"edge.preprocess.Preprocessor: crop + resize ({resize_filter}) + BGR->RGB + "
+            + {"frames": "RGB planes (the encoder graph normalises and patchifies)",
+               "uint8": "patchify (video layout) into uint8 levels (the encoder graph normalises)",
+               "float32": "patchify (video layout) + LUT normalise into float32"}[pixel_format]
             + "; every frame resized (cache off)",
             "ours_streaming": "the runtime's frame-id path (prepared blocks), sliding window: one new frame per clip",
             "hf": f"transformers Qwen2VLImageProcessorPil, {n} images per clip (pre-cropped RGB input)",
@@ -289,8 +297,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--videos", type=Path, nargs="*", help="video files (default: ../shared/data/drive/*.mp4)"
     )
     parser.add_argument("--resize-filter", choices=["fast", "area"], default="fast")
-    parser.add_argument("--pixel-format", choices=["uint8", "float32"], default="uint8",
-                        help="the encoder's input type: uint8 levels (bundles from `edge export bundle`) or float32")
+    parser.add_argument("--pixel-format", choices=["frames", "uint8", "float32"], default="frames",
+                        help="the encoder's input: uint8 RGB frames (bundles from `edge export bundle`), "
+                        "uint8 patch levels or float32 normalised patches (older graphs)")
     parser.set_defaults(func=run)
 
 

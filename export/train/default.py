@@ -29,7 +29,8 @@ PROFILE = {"width": 448, "height": 256, "frames": 4}
 QUANTS = ("f16", "q4_k_m")
 # Part of the cache key: bump it when `edge export bundle` changes what it writes for the same weights.
 # 2: the vision graph takes uint8 levels and normalises them itself.
-BUNDLE_FORMAT = 2
+# 3: the vision graph takes whole frames and cuts the patches itself (manifest schema 2).
+BUNDLE_FORMAT = 3
 CACHE_ENV = "EDGE_CACHE_DIR"
 
 

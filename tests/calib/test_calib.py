@@ -64,7 +64,8 @@ def test_int8_heldout_cosine_reported_and_adopted(calibrated):
     choice = select_backend(bundle, manifest, VisionConfig(backend="onnxruntime", precision="auto"))
     assert choice.backend.artifact.precision == "int8", choice.reason
     fp32 = select_backend(bundle, manifest, VisionConfig(backend="onnxruntime", precision="fp32")).backend
-    assert fp32.artifact.input_dtype == choice.backend.artifact.input_dtype == "uint8"  # the graph normalises
+    # Both graphs take whole uint8 frames (they normalise and patchify); INT8 calibration keeps the input.
+    assert fp32.artifact.pixel_format == choice.backend.artifact.pixel_format == "frames"
     pixels = random_input(fp32.artifact, np.random.default_rng(0))
     a, b = fp32.encode(pixels).ravel(), choice.backend.encode(pixels).ravel()
     assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.98
@@ -180,7 +181,7 @@ def test_keep_float_leaves_named_nodes_unquantised(tiny_vision_bundle, drive_vid
     manifest, bundle_dir = load_bundle(tiny_vision_bundle)
     fp32 = manifest.vision[0]
     split = sample_clips(drive_videos[:1], manifest.profile, manifest.normalization, 1, 1,
-                         pixel_format=fp32.input_dtype, progress=False)
+                         pixel_format=fp32.pixel_format, progress=False)
     settings = QuantSettings(keep_float=("patch_embed", "merger"))
     result = quantize_vision(bundle_dir / fp32.path, tmp_path / "q.onnx", fp32.input_name,
                              [split.calibration[0].pixel_values], settings)

@@ -24,7 +24,7 @@ HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 def one_clip(tiny_vision_bundle, drive_videos):
     manifest, _ = load_bundle(tiny_vision_bundle)
     split = sample_clips(drive_videos[:1], manifest.profile, manifest.normalization, 1, 1,
-                         pixel_format=manifest.vision[0].input_dtype, progress=False)
+                         pixel_format=manifest.vision[0].pixel_format, progress=False)
     return [split.calibration[0].pixel_values]
 
 

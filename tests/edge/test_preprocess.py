@@ -246,20 +246,22 @@ def test_preprocess_bench_reports_both_sides_on_the_same_grid(tmp_path):
 
     report = run_preprocess_bench(clips=2, ours_per_hf=2)  # shape and plumbing, not speed
     assert report["bench"] == "preprocess"
-    assert report["setup"]["pixel_format"] == "uint8"
-    # The uint8 run also times the float32 path and the work moved into the encoder graph.
-    assert set(report["results"]) == {"ours", "ours_streaming", "ours_streaming_float32", "in_graph_normalise_cpu",
-                                      "hf"}
+    assert report["setup"]["pixel_format"] == "frames"
+    # The frames run also times both patch-layout paths and the normalisation moved into the graph.
+    assert set(report["results"]) == {"ours", "ours_streaming", "ours_streaming_uint8", "ours_streaming_float32",
+                                      "in_graph_normalise_cpu", "hf"}
     assert report["results"]["hf"]["n"] == 2 and report["results"]["ours"]["n"] == 4
     assert report["ratios"]["hf_over_ours_median"] > 0 and report["ratios"]["hf_over_ours_streaming_float32_median"] > 0
     # Same work on both sides: normalised pixels differ only by the resize filter.
     assert 0 < report["setup"]["pixel_mean_abs_diff_normalised"] < 0.05
     assert write_report(tmp_path / "pre.json", report).exists()
 
-    floats = run_preprocess_bench(clips=1, ours_per_hf=1, pixel_format="float32")
-    assert set(floats["results"]) == {"ours", "ours_streaming", "hf"}
-    assert floats["setup"]["pixel_mean_abs_diff_normalised"] == pytest.approx(
-        report["setup"]["pixel_mean_abs_diff_normalised"], abs=1e-6)
+    # Every format compares the same pixels with the processor's.
+    for fmt, rows in [("uint8", {"ours_streaming_float32", "in_graph_normalise_cpu"}), ("float32", set())]:
+        other = run_preprocess_bench(clips=1, ours_per_hf=1, pixel_format=fmt)
+        assert set(other["results"]) == {"ours", "ours_streaming", "hf"} | rows
+        assert other["setup"]["pixel_mean_abs_diff_normalised"] == pytest.approx(
+            report["setup"]["pixel_mean_abs_diff_normalised"], abs=1e-6)
 
 
 def pipelined_frames(resized_frames) -> list[np.ndarray]:
@@ -319,6 +321,52 @@ def test_uint8_pixel_format_gives_the_levels_of_the_float_output(resized_frames,
         Preprocessor(PROFILE, norm, pixel_format="float16")
     with pytest.raises(ValueError, match="uint8"):
         normalize_levels(want, norm)
+
+
+@pytest.mark.parametrize("input_order", ["bgr", "rgb"])
+def test_frames_pixel_format_gives_the_frames_whose_patches_are_the_levels(resized_frames, input_order):
+    """pixel_format="frames" (encoders that patchify in their graph) gives, on every path (whole
+    clip, prepared frames by id, the capture thread's clip assembled ahead), the RGB planes whose
+    patch layout is exactly the uint8 patch path's output: the graph gets the same pixels."""
+    from edge.preprocess import patch_layout
+
+    frames = pipelined_frames(resized_frames)
+    if input_order == "rgb":
+        frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames]
+    levels = Preprocessor(PROFILE, QWEN3_VL, pixel_format="uint8", input_order=input_order)
+    planes = Preprocessor(PROFILE, QWEN3_VL, pixel_format="frames", input_order=input_order)
+    p = PROFILE
+    for start in range(len(frames) - 3):
+        clip, ids = frames[start : start + 4], list(range(start, start + 4))
+        planes.prepare_frame(ids[-1], clip[-1])
+        want = levels.preprocess_clip(clip).copy()
+        for got in (planes.preprocess_clip(clip).copy(), planes.preprocess_clip(clip, ids)):
+            assert got.dtype == np.uint8 and got.shape == (4, 3, p.height, p.width)
+            assert np.array_equal(patch_layout(got, p.patch_size, p.temporal_patch_size, p.merge_size), want)
+    assert planes.ready_clips > 0  # the capture-thread path (assembled ahead) was exercised
+    # Plane 0 is red whatever the camera's channel order.
+    red = 2 if input_order == "bgr" else 0
+    assert np.array_equal(planes.preprocess_clip(frames[:4])[1, 0], planes.resized(frames[1])[:, :, red])
+    with pytest.raises(ValueError, match="still image"):
+        planes.preprocess_image(frames[0])
+
+
+def test_patch_layout_of_frames_is_the_processors(resized_frames):
+    """`patch_layout` (what a frames-layout graph does inside) puts every level where transformers'
+    own video patchify puts it (levels in, so the layout alone is compared)."""
+    torch = pytest.importorskip("torch")
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    from edge.preprocess import patch_layout
+
+    p = PROFILE
+    frames = np.stack([f[:, :, ::-1] for f in resized_frames]).transpose(0, 3, 1, 2)  # RGB (T, 3, H, W)
+    want, *_ = Qwen3VLVideoProcessor.patchify(
+        Qwen3VLVideoProcessor(), torch.from_numpy(frames.astype(np.float32))[None],
+        patch_size=p.patch_size, merge_size=p.merge_size, temporal_patch_size=p.temporal_patch_size,
+    )
+    got = patch_layout(frames, p.patch_size, p.temporal_patch_size, p.merge_size)
+    assert got.dtype == np.uint8 and np.array_equal(got, want[0].numpy().astype(np.uint8))
 
 
 def test_prepared_block_is_used_only_for_the_same_image(resized_frames):

@@ -43,7 +43,10 @@ def test_bundle_is_written_and_loads(bundle, tiny_checkpoint):
     assert manifest.special_tokens.video_pad == ids["<|video_pad|>"]
     (vision,) = manifest.vision
     assert (vision.format, vision.precision, vision.input_name, vision.output_name) == ("onnx", "fp32", "pixel_values", "vision_embeds")
-    assert vision.input_shape == [224 * 4, 1536] and vision.output_shape == [224, 1024]
+    # The graph takes the clip's frames as uint8 RGB planes; it normalises and patchifies them itself.
+    assert (vision.input_dtype, vision.input_layout, vision.pixel_format) == ("uint8", "frames", "frames")
+    assert vision.input_shape == [4, 3, 256, 448] and vision.output_shape == [224, 1024]
+    assert manifest.schema_version == 2
     assert vision.accuracy["cosine_min"] >= 0.9999
     assert "<|vision_start|><|video_pad|><|vision_end|>" in manifest.prompt["chat_template"]
     on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
@@ -79,6 +82,12 @@ def test_manifest_shape_disagreeing_with_profile_is_refused(bundle, tmp_path):
     raw["schema_version"] = 99
     (out / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(BundleError, match="schema_version 99"):
+        load_bundle(out)
+    # Whole frames are levels: a float32 frames graph is a contradiction, refused at load.
+    raw["schema_version"], raw["profile"]["width"] = 2, 448
+    raw["vision"][0]["input_dtype"] = "float32"
+    (out / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="input_layout 'frames' takes uint8"):
         load_bundle(out)
 
 
@@ -148,10 +157,12 @@ def test_failure_during_export_leaves_no_half_bundle(tiny_checkpoint, tmp_path):
 
 
 @pytest.mark.skipif(not HAS_DECODER, reason="needs the decoder export")
-def test_float_input_bundle_from_before_the_levels_input_still_runs(bundle, tiny_checkpoint, tmp_path):
-    """A bundle exported before the vision graph took uint8 levels (a float32 graph and no
-    `input_dtype` in its manifest) loads and runs: the runtime preprocesses for the graph its
-    manifest names, and both graphs give the same rows for the same frames."""
+@pytest.mark.parametrize("old_input", ["float32", "uint8"])
+def test_patch_input_bundle_from_an_older_exporter_still_runs(bundle, tiny_checkpoint, tmp_path, old_input):
+    """Bundles exported before the vision graph took whole frames (manifest schema 1, a graph
+    taking the processor's patch rows: float32 normalised values, written without `input_dtype`,
+    or uint8 levels, written without `input_layout`) load and run: the runtime preprocesses for
+    the graph its manifest names, and every graph gives the same rows for the same frames."""
     import numpy as np
 
     from edge.config import load_config
@@ -163,27 +174,32 @@ def test_float_input_bundle_from_before_the_levels_input_still_runs(bundle, tiny
     out = shutil.copytree(bundle[0], tmp_path / "old")
     manifest, _ = load_bundle(out)
     profile = CameraProfile(**manifest.profile.model_dump())
-    export_vision_onnx(CheckpointReader(tiny_checkpoint), profile, out / manifest.vision[0].path, progress=False,
-                       self_check=False)
+    old = export_vision_onnx(CheckpointReader(tiny_checkpoint), profile, out / manifest.vision[0].path,
+                             progress=False, self_check=False,
+                             normalization=manifest.normalization if old_input == "uint8" else None)
+    manifest.vision[0].input_shape = old.input_shape
     add_file(manifest, out, manifest.vision[0].path)
     write_manifest(out, manifest)
     raw = json.loads((out / "manifest.json").read_text())
-    del raw["vision"][0]["input_dtype"]  # what an older exporter wrote
+    raw["schema_version"] = 1  # what the older exporters wrote
+    del raw["vision"][0]["input_layout"]
+    if old_input == "float32":
+        del raw["vision"][0]["input_dtype"]
     (out / "manifest.json").write_text(json.dumps(raw))
 
     frames = [np.random.default_rng(i).integers(0, 256, size=(540, 960, 3), dtype=np.uint8) for i in range(4)]
     rows = {}
-    for name, folder in (("levels", bundle[0]), ("float", out)):
+    for name, folder in (("frames", bundle[0]), (old_input, out)):
         config = load_config(None, [f"bundle={str(folder)!r}", "vision.backend='onnxruntime'",
                                     "vision.precision='fp32'", "decoder.threads=1"])
         parts = load_model_parts(config)
         try:
-            want_dtype = np.uint8 if name == "levels" else np.float32
-            assert parts.vision.artifact.input_dtype == np.dtype(want_dtype).name
+            assert parts.vision.artifact.pixel_format == parts.preprocessor.pixel_format == name
             pixels = parts.preprocessor.preprocess_clip(frames)
-            assert pixels.dtype == want_dtype
+            assert (pixels.dtype, pixels.shape) == (np.dtype(parts.vision.artifact.input_dtype),
+                                                    tuple(parts.vision.artifact.input_shape))
             rows[name] = parts.vision.encode(pixels)
         finally:
             parts.close()
-    a, b = rows["levels"].ravel().astype(np.float64), rows["float"].ravel().astype(np.float64)
+    a, b = rows["frames"].ravel().astype(np.float64), rows[old_input].ravel().astype(np.float64)
     assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.99999

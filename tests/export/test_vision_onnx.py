@@ -139,6 +139,46 @@ def test_levels_input_graph_matches_transformers_on_the_processors_values(hf_vis
         assert figures["max_abs_diff"] < 1e-3, (name, figures)
 
 
+@pytest.mark.parametrize("norm", [((0.5,) * 3, (0.5,) * 3),
+                                  ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))],
+                         ids=["qwen3vl", "clip"])
+@pytest.mark.parametrize("frames", [2, 4], ids=["1_pair", "2_pairs"])
+def test_frames_input_graph_matches_transformers_on_the_processors_patches(hf_visual, reader, tmp_path, norm, frames):
+    """The frames layout: uint8 RGB frames in, the graph normalises (per channel) and cuts the
+    patches itself (a Conv2d over each frame pair). Its rows match transformers fed the
+    processor's float patches of the same frames, and it refuses float or patch-shaped input."""
+    from edge.manifest import Normalization
+    from edge.preprocess import normalize_levels, patch_layout
+
+    normalization = Normalization(mean=norm[0], std=norm[1])
+    profile = CameraProfile(width=448, height=256, frames_per_clip=frames)
+    result = vision_onnx.export_vision_onnx(reader, profile, tmp_path / "v.onnx", progress=False, self_check=True,
+                                            normalization=normalization, input_layout="frames")
+    assert (result.input_dtype, result.input_layout) == ("uint8", "frames")
+    assert result.input_shape == [frames, 3, 256, 448]
+    assert result.accuracy["cosine_min"] >= 0.9999
+    clip = vision_onnx.random_pixel_levels(profile, seed=5, layout="frames")
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(uint8)" and session.get_inputs()[0].shape == [frames, 3, 256, 448]
+    for wrong in (clip.astype(np.float32), patch_layout(clip, 16, 2, 2)):
+        with pytest.raises(Exception, match="(?i)type|rank"):  # refused, not misread
+            session.run(["vision_embeds"], {"pixel_values": wrong})
+    (rows,) = session.run(["vision_embeds"], {"pixel_values": clip})
+    pixels = normalize_levels(patch_layout(clip, 16, 2, 2), normalization)
+    want = _hf_outputs(hf_visual, pixels, profile.grid_thw())
+    for name, figures in vision_onnx.compare_outputs(vision_onnx.split_output(rows, N_EMBD), want).items():
+        assert figures["cosine"] >= 0.9999, (name, figures)
+        assert figures["max_abs_diff"] < 1e-3, (name, figures)
+
+
+def test_frames_layout_needs_the_normalisation(reader, tmp_path):
+    profile = CameraProfile(width=448, height=256, frames_per_clip=2)
+    with pytest.raises(ValueError, match="normalisation"):
+        vision_onnx.export_vision_onnx(reader, profile, tmp_path / "v.onnx", progress=False, input_layout="frames")
+    with pytest.raises(ValueError, match="input_layout"):
+        vision_onnx.export_vision_onnx(reader, profile, tmp_path / "v.onnx", progress=False, input_layout="nchw")
+
+
 def test_self_check_and_external_data(reader, tmp_path, monkeypatch):
     """Over the size threshold the weights go to ONE external data file that ONNX Runtime loads."""
     monkeypatch.setattr(vision_onnx, "EXTERNAL_DATA_THRESHOLD_BYTES", 0)
