@@ -238,3 +238,58 @@ def test_train_command_line_maps_onto_train_config():
             config.balance, config.balance_by, config.action_balance, config.threads, config.max_minutes) == (
         3, 280, 90, 4, 12, 0.01, 0.5, "action", 0.25, 1, 9.0)
     assert set(_CONFIG_OPTIONS) <= set(TrainConfig.__dataclass_fields__)
+
+
+def test_cost_options_give_the_same_loss_and_gradients(dataset, tmp_path):
+    """`shared_prefix` (the common prompt prefix run once per batch, its KV cache shared) and
+    `patch_embed_as_matmul` change what a step costs, not what it computes: same loss, same
+    gradients as transformers' plain forward, to float rounding."""
+    import torch
+
+    from export.tiny import make_tiny_checkpoint
+    from export.train.trainer import (
+        IGNORE,
+        MatmulPatchEmbed,
+        collate,
+        encode_example,
+        load_start_model,
+        prefix_shared_forward,
+        shared_prompt_prefix,
+        weighted_answer_loss,
+    )
+
+    tokenizer, model = load_start_model(make_tiny_checkpoint(tmp_path / "init", seed=0), "eager")
+    model.train()
+    video_id = model.config.video_token_id
+    encoded = [encode_example(tokenizer, ex, 8.0) for ex in dataset.examples]
+    prefix = shared_prompt_prefix(encoded, video_id)
+    # The system prompt at least; never a video token, and the answers' labels all lie beyond it.
+    assert 20 < prefix < encoded[0].ids.index(video_id) + 1
+    assert all(label == IGNORE for enc in encoded for label in enc.labels[: prefix + 1])
+    picks = [0, len(dataset.examples) // 2, len(dataset.examples) - 1]  # both scenes, different nav lines
+    batch = [dataset.examples[i] for i in picks]
+    inputs = collate(dataset, batch, [encoded[i] for i in picks], video_id, tokenizer.pad_token_id)
+    labels, weights = inputs.pop("labels"), inputs.pop("weights")
+
+    def loss_and_grads(shared: bool, matmul: bool):
+        model.zero_grad(set_to_none=True)
+        with MatmulPatchEmbed(model.model.visual) if matmul else torch.enable_grad():
+            if shared:
+                logits = prefix_shared_forward(model, inputs, prefix)
+                loss = weighted_answer_loss(logits, labels[:, prefix:], weights[:, prefix:])
+            else:
+                loss = weighted_answer_loss(model(**inputs).logits, labels, weights)
+            loss.backward()
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        return float(loss), grads
+
+    plain_loss, plain = loss_and_grads(False, False)
+    assert "model.visual.patch_embed.proj.weight" in plain
+    for shared, matmul in [(True, False), (False, True), (True, True)]:
+        loss, grads = loss_and_grads(shared, matmul)
+        assert loss == pytest.approx(plain_loss, rel=1e-5), (shared, matmul)
+        assert grads.keys() == plain.keys()
+        for name, grad in grads.items():
+            scale = plain[name].abs().max().clamp_min(1e-12)
+            assert (grad - plain[name]).abs().max() / scale < 1e-3, (shared, matmul, name)
+    assert "forward" not in vars(model.model.visual.patch_embed)  # the class's own forward is back
