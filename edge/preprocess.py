@@ -315,9 +315,8 @@ class Preprocessor:
     # ---- pipelining: frames prepared as they are sampled ------------------------------------
     def prepare_frame(self, frame_id: int, image: np.ndarray) -> None:
         """Resize one frame and bring it into the pixel format (its patch-ordered block, or its RGB
-        planes), cached under `frame_id`
-        for the next `preprocess_clip(..., frame_ids)`. Thread-safe; meant for the capture
-        thread, right when the sampler takes the frame. A frame already prepared (or being
+        planes), cached under `frame_id` for the next `preprocess_clip(..., frame_ids)`.
+        Thread-safe; meant for the capture thread, right when the sampler takes the frame. A frame already prepared (or being
         prepared by another thread) is not prepared twice."""
         with self._prepared_lock:
             if self._lookup_prepared(frame_id, image) is not None or frame_id in self._preparing:
