@@ -281,7 +281,7 @@ def test_cost_options_give_the_same_loss_and_gradients(dataset, tmp_path):
                 loss = weighted_answer_loss(model(**inputs).logits, labels, weights)
             loss.backward()
         grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-        return float(loss), grads
+        return float(loss.detach()), grads
 
     plain_loss, plain = loss_and_grads(False, False)
     assert "model.visual.patch_embed.proj.weight" in plain
