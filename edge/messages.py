@@ -17,7 +17,7 @@ import enum
 import time
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -125,6 +125,12 @@ class Advice(_Strict):
     )
     hazards: list[Hazard] = Field(default_factory=list, max_length=MAX_HAZARDS)
     rationale: str = Field(default="", max_length=RATIONALE_MAX_CHARS)
+
+    @field_validator("hazards")
+    @classmethod
+    def _each_hazard_once(cls, hazards: list[Hazard]) -> list[Hazard]:
+        # The grammar cannot forbid a repeat ("red_light, red_light"); a planner should not see one.
+        return list(dict.fromkeys(hazards))
 
 
 class FrameRef(_Strict):

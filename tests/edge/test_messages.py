@@ -29,6 +29,18 @@ def test_free_text_is_bounded():
         NavInstruction(nav_id="n1", maneuver="turn_left", distance_m=10, text="y" * (NAV_TEXT_MAX_CHARS + 1))
 
 
+def test_a_repeated_hazard_reaches_the_planner_once():
+    """The grammar admits "red_light, red_light" (the default model wrote it); the advice keeps the
+    first of each, in order, whether built in Python or parsed from the model's text."""
+    from edge.grammar import parse_advice
+
+    text = ('{"action":"stop","urgency":"medium","lateral":"keep_lane",'
+            '"hazards":["red_light","red_light","cyclist","red_light"],"rationale":"red light"}')
+    assert [h.value for h in parse_advice(text).hazards] == ["red_light", "cyclist"]
+    advice = Advice(action=MetaAction.STOP, urgency=Urgency.HIGH, hazards=["cyclist", "pedestrian", "cyclist"])
+    assert [h.value for h in advice.hazards] == ["cyclist", "pedestrian"]
+
+
 def test_vocabulary_is_closed_and_extra_fields_refused():
     with pytest.raises(ValidationError):
         Advice(action="teleport", urgency="high")
