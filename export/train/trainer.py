@@ -67,6 +67,10 @@ class TrainConfig:
     # action and the hazards (a gradient path of one layer instead of the whole decoder). The head is
     # discarded; the saved model is the plain architecture.
     aux_weight: float = 1.0
+    # The auxiliary head's BCE weighs each label's positives by ((1 - f) / f) ** aux_balance, f its
+    # frequency among the clips phase 1 draws: rare labels (the nudges, lane changes and their
+    # hazards) would otherwise teach the tower little next to "keep_speed". 0: unweighted.
+    aux_balance: float = 0.5
     vision_lr_scale: float = 1.0
     # Phase 1 (before the full steps): vision tower + auxiliary head only.
     vision_steps: int = 250
@@ -318,12 +322,25 @@ def aux_targets(batch: list[Example]):
     return target
 
 
-def aux_loss(head, rows, batch: list[Example], tokens_per_clip: int):
+def aux_pos_weight(dataset: ClipDataset, p: np.ndarray, balance: float, cap: float = 50.0):
+    """Per-label positive weight ((1 - f) / f) ** balance (capped), f = the label's frequency under
+    the sampling distribution `p`; None when balance is 0."""
+    import torch
+
+    if balance == 0:
+        return None
+    targets = aux_targets(dataset.examples).numpy()
+    freq = np.clip(p @ targets, 1e-6, 1 - 1e-6)
+    return torch.tensor(np.minimum(((1 - freq) / freq) ** balance, cap), dtype=torch.float32)
+
+
+def aux_loss(head, rows, batch: list[Example], tokens_per_clip: int, pos_weight=None):
     import torch
 
     clips = rows.view(len(batch), tokens_per_clip, -1)
     pooled = torch.cat([clips.mean(dim=1), clips.amax(dim=1)], dim=-1)
-    return torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), aux_targets(batch))
+    return torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), aux_targets(batch),
+                                                                pos_weight=pos_weight)
 
 
 def pretrain_vision(model, head, dataset: ClipDataset, config: TrainConfig, progress: bool,
@@ -341,6 +358,7 @@ def pretrain_vision(model, head, dataset: ClipDataset, config: TrainConfig, prog
     optimizer = torch.optim.AdamW(params, lr=config.vision_lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     rng = np.random.default_rng([config.seed, 1])
     p = sample_weights(dataset, config.balance, config.balance_by, config.action_balance)
+    pos_weight = aux_pos_weight(dataset, p, config.aux_balance)
     schedule = TrainConfig(steps=config.vision_steps, lr=config.vision_lr, warmup_steps=config.warmup_steps,
                            min_lr_ratio=config.min_lr_ratio)
     losses = []
@@ -353,7 +371,7 @@ def pretrain_vision(model, head, dataset: ClipDataset, config: TrainConfig, prog
         pixels = torch.from_numpy(np.concatenate([dataset.pixel_values(ex) for ex in batch]))
         out = visual(pixels, grid_thw=grid, return_dict=True)
         rows = torch.cat([out.pooler_output, *out.deepstack_features], dim=-1)
-        loss = aux_loss(head, rows, batch, profile.tokens_per_clip)
+        loss = aux_loss(head, rows, batch, profile.tokens_per_clip, pos_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:

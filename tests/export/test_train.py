@@ -232,11 +232,11 @@ def test_train_command_line_maps_onto_train_config():
     args = parser.parse_args(["train", "--scenes", "s", "--out", "o", "--seed", "3", "--steps", "280",
                               "--vision-steps", "90", "--batch-size", "4", "--vision-batch-size", "12", "--lr", "0.01",
                               "--balance", "0.5", "--balance-by", "action", "--action-balance", "0.25",
-                              "--threads", "1", "--minutes", "9"])
+                              "--aux-balance", "0", "--threads", "1", "--minutes", "9"])
     config = config_from_args(args)
     assert (config.seed, config.steps, config.vision_steps, config.batch_size, config.vision_batch_size, config.lr,
-            config.balance, config.balance_by, config.action_balance, config.threads, config.max_minutes) == (
-        3, 280, 90, 4, 12, 0.01, 0.5, "action", 0.25, 1, 9.0)
+            config.balance, config.balance_by, config.action_balance, config.aux_balance, config.threads,
+            config.max_minutes) == (3, 280, 90, 4, 12, 0.01, 0.5, "action", 0.25, 0.0, 1, 9.0)
     assert set(_CONFIG_OPTIONS) <= set(TrainConfig.__dataclass_fields__)
 
 
@@ -293,3 +293,22 @@ def test_cost_options_give_the_same_loss_and_gradients(dataset, tmp_path):
             scale = plain[name].abs().max().clamp_min(1e-12)
             assert (grad - plain[name]).abs().max() / scale < 1e-3, (shared, matmul, name)
     assert "forward" not in vars(model.model.visual.patch_embed)  # the class's own forward is back
+
+
+def test_aux_positive_weights_favour_rare_labels(dataset):
+    """The auxiliary head's positive weights grow as a label gets rarer under the sampling
+    distribution, are 1 for a label half the clips carry, and are off at aux_balance 0."""
+    import numpy as np
+
+    from export.train.trainer import aux_pos_weight, aux_targets, sample_weights
+
+    p = sample_weights(dataset, 1.0)
+    assert aux_pos_weight(dataset, p, 0.0) is None
+    weights = aux_pos_weight(dataset, p, 0.5).numpy()
+    freq = p @ aux_targets(dataset.examples).numpy()
+    seen = (freq > 0) & (freq < 1)
+    assert seen.sum() >= 3
+    order = np.argsort(freq[seen])
+    assert np.all(np.diff(weights[seen][order]) <= 1e-6)  # rarer -> heavier
+    np.testing.assert_allclose(weights[seen], np.minimum(((1 - freq[seen]) / freq[seen]) ** 0.5, 50.0), rtol=1e-5)
+    assert np.all(weights[~seen] > 0)
