@@ -52,7 +52,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge.manifest import CameraProfile, Normalization
+from edge.manifest import CameraProfile, Normalization, vision_input_shape
 
 ResizeMode = Literal["crop", "letterbox"]
 ResizeFilter = Literal["area", "fast"]
@@ -116,7 +116,7 @@ def patch_layout(frames: np.ndarray, patch: int = 16, temporal: int = 2, merge: 
 
 
 class Preprocessor:
-    """Fixed-profile preprocessing: frames (uint8 HxWx3) -> `[patches, patch_dim]` encoder input.
+    """Fixed-profile preprocessing: frames (uint8 HxWx3) -> the encoder input in `pixel_format`.
 
     resize_mode: "crop" (centre-crop to the profile's aspect, then resize) or "letterbox" (fit
       inside, bars in `pad_value`, by default the uint8 colour nearest the normalisation mean,
@@ -171,8 +171,9 @@ class Preprocessor:
         self._patch_shape = (profile.grid_h // m, profile.grid_w // m, m, m, 3, t, p, p)
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._planes_buffers: dict[int, np.ndarray] = {}  # frame count -> frames-format output
-        self._buffers_for(profile.frames_per_clip)
-        self._buffers_for(t)
+        if pixel_format != "frames":  # the patch paths' buffers, ready before the first clip
+            self._buffers_for(profile.frames_per_clip)
+            self._buffers_for(t)
         # Resized-frame cache: a fixed pool of slots, LRU over frame objects.
         slots = profile.frames_per_clip + 2 if cache_frames is None else max(0, cache_frames)
         self._pool = np.empty((max(slots, 1), profile.height, profile.width, 3), dtype=np.uint8)
@@ -205,10 +206,8 @@ class Preprocessor:
     # ---- geometry --------------------------------------------------------------------------
     @property
     def _clip_shape(self) -> tuple[int, ...]:
-        prof = self.profile
-        if self.pixel_format == "frames":
-            return (prof.frames_per_clip, 3, prof.height, prof.width)
-        return (prof.patches_per_clip, prof.patch_dim)
+        """The encoder input shape of the pixel format (the manifest's, for its input layout)."""
+        return tuple(vision_input_shape(self.profile, "frames" if self.pixel_format == "frames" else "patches"))
 
     @property
     def _clip_dtype(self) -> type:
@@ -316,8 +315,8 @@ class Preprocessor:
     def prepare_frame(self, frame_id: int, image: np.ndarray) -> None:
         """Resize one frame and bring it into the pixel format (its patch-ordered block, or its RGB
         planes), cached under `frame_id` for the next `preprocess_clip(..., frame_ids)`.
-        Thread-safe; meant for the capture thread, right when the sampler takes the frame. A frame already prepared (or being
-        prepared by another thread) is not prepared twice."""
+        Thread-safe; meant for the capture thread, right when the sampler takes the frame. A frame
+        already prepared (or being prepared by another thread) is not prepared twice."""
         with self._prepared_lock:
             if self._lookup_prepared(frame_id, image) is not None or frame_id in self._preparing:
                 return
@@ -549,7 +548,6 @@ class Preprocessor:
             # (h-block, h-in, py, w-block, w-in, px, c) -> (h-block, w-block, h-in, w-in, c, py, px)
             np.copyto(ordered[i // t, :, :, :, :, :, i % t], blocks.transpose(0, 3, 1, 4, 6, 2, 5))
         return ordered
-
 
     def _checked_resized(self, resized: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         """Resized frames as a list, refused unless uint8 [H, W, 3] at the profile's size and a

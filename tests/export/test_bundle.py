@@ -108,6 +108,13 @@ def test_bad_request_is_refused_before_any_work(tiny_checkpoint, tmp_path, width
     assert not out.exists()
 
 
+def test_unknown_vision_input_is_refused_before_any_work(tiny_checkpoint, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(BundleError, match="vision_input must be 'frames' or 'patches', got 'nchw'"):
+        build_bundle(tiny_checkpoint, out, 448, 256, 4, progress=False, vision_input="nchw")
+    assert not out.exists()
+
+
 def test_bad_checkpoint_is_refused_before_any_work(tiny_checkpoint, tmp_path):
     wrong = shutil.copytree(tiny_checkpoint, tmp_path / "wrong")
     config = json.loads((wrong / "config.json").read_text())
