@@ -4,6 +4,7 @@
       (--render train == `edge scene --scenario all --seeds 0,1 --variant all --out scenes/train` first)
     edge eval --scenes scenes/heldout --out eval.json            # the built-in default bundle
     edge eval --bundle B --scenes scenes/heldout --out eval.json --precision int8+q4_k_m
+    edge probe --checkpoint models/default --train-scenes scenes/train --scenes scenes/heldout --out probe.json
 """
 
 from __future__ import annotations
@@ -81,6 +82,39 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import AutoTokenizer, Qwen3VLMoeForConditionalGeneration
+
+    from export.train.dataset import DatasetError, load_dataset
+    from export.train.probe import probe
+
+    if not (args.checkpoint / "config.json").is_file():
+        print(f"edge probe: {args.checkpoint} is not a checkpoint folder (no config.json)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    try:
+        train_set = load_dataset(args.train_scenes, args.cache)
+        probe_set = load_dataset(args.scenes, args.cache)
+    except DatasetError as exc:
+        print(f"edge probe: {exc}", file=sys.stderr)
+        return 2
+    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    model = Qwen3VLMoeForConditionalGeneration.from_pretrained(args.checkpoint, dtype=torch.float32)
+    report = probe(model, tokenizer, train_set, probe_set, per_scenario=args.per_scenario,
+                   train_stride=args.train_stride)
+    report["checkpoint"], report["scenes"], report["train_scenes"] = (str(args.checkpoint), str(args.scenes),
+                                                                      str(args.train_scenes))
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    decoder, tower = report["decoder"], report["tower_linear_probe"]
+    print(f"{'scenario':26s} decoder  tower probe   ({report['clips']} clips)")
+    for name in decoder["per_scenario"]:
+        print(f"{name:26s} {decoder['per_scenario'][name]:7.0%}  {tower['per_scenario'][name]:7.0%}")
+    print(f"{'overall':26s} {decoder['accuracy']:7.1%}  {tower['accuracy']:7.1%}")
+    print(f"report written to {args.out}")
+    return 0
+
+
 def register(subparsers) -> None:
     train = subparsers.add_parser(
         "train",
@@ -129,4 +163,21 @@ def register(subparsers) -> None:
     ev.add_argument("--max-scenes", type=int, default=None, help="only the first N scenes (sorted by path)")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=_cmd_eval)
+
+    pr = subparsers.add_parser(
+        "probe",
+        help="where a checkpoint's misses live: the decoder's greedy action vs a linear probe on the vision tower",
+        description="On a stratified sample of --scenes' clips, scores the checkpoint's greedy action (transformers) "
+                    "and a linear classifier fitted on the frozen vision tower's pooled rows of --train-scenes' clips, "
+                    "per scenario. The tower right and the decoder wrong: the decoder does not read what the tower has.",
+    )
+    pr.add_argument("--checkpoint", type=Path, required=True, help="`edge train` checkpoint folder")
+    pr.add_argument("--train-scenes", type=Path, required=True, help="scenes the linear probe is fitted on")
+    pr.add_argument("--scenes", type=Path, required=True, help="scenes the verdicts are scored on (held out)")
+    pr.add_argument("--out", type=Path, required=True, help="report JSON to write")
+    pr.add_argument("--per-scenario", type=int, default=40, help="clips scored per scenario (default %(default)s)")
+    pr.add_argument("--train-stride", type=int, default=3, help="fit on every Nth training clip (default %(default)s)")
+    pr.add_argument("--cache", type=Path, default=None, help="frame cache folder (default SCENES/.train_cache)")
+    pr.add_argument("--threads", type=int, default=2)
+    pr.set_defaults(func=_cmd_probe)
 

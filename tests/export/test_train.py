@@ -312,3 +312,37 @@ def test_aux_positive_weights_favour_rare_labels(dataset):
     assert np.all(np.diff(weights[seen][order]) <= 1e-6)  # rarer -> heavier
     np.testing.assert_allclose(weights[seen], np.minimum(((1 - freq[seen]) / freq[seen]) ** 0.5, 50.0), rtol=1e-5)
     assert np.all(weights[~seen] > 0)
+
+
+def test_probe_scores_the_decoder_and_a_linear_probe_on_the_tower(dataset):
+    """`edge probe`'s two verdicts: the shipped model's greedy action reads these unseen scenes (red
+    light seed 7 is not a training seed), and the linear probe on the tower's features, fitted on
+    the very clips it scores, separates their answers."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3VLMoeForConditionalGeneration
+
+    from export.train.probe import probe
+
+    checkpoint = Path(__file__).resolve().parents[2] / "models" / "default"
+    torch.set_num_threads(2)
+    model = Qwen3VLMoeForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32)
+    report = probe(model, AutoTokenizer.from_pretrained(checkpoint), dataset, dataset, per_scenario=10_000,
+                   train_stride=1)
+    assert report["clips"] == report["fit_clips"] == len(dataset.examples)
+    for verdict in ("decoder", "tower_linear_probe"):
+        scores = report[verdict]
+        assert set(scores["per_scenario"]) == {"red_light", "turn_right"}
+        wrong = round((1 - scores["accuracy"]) * report["clips"])
+        assert sum(scores["misses"].values()) == wrong
+    assert report["tower_linear_probe"]["accuracy"] >= 0.95
+    assert report["decoder"]["accuracy"] >= 0.7, report["decoder"]
+
+
+def test_probe_refuses_a_folder_that_is_not_a_checkpoint(scenes, tmp_path, capsys):
+    from edge.cli import main
+
+    out = tmp_path / "probe.json"
+    assert main(["probe", "--checkpoint", str(tmp_path), "--train-scenes", str(scenes), "--scenes", str(scenes),
+                 "--out", str(out)]) == 2
+    assert "not a checkpoint folder" in capsys.readouterr().err
+    assert not out.exists()
