@@ -232,18 +232,21 @@ def test_train_command_line_maps_onto_train_config():
     args = parser.parse_args(["train", "--scenes", "s", "--out", "o", "--seed", "3", "--steps", "280",
                               "--vision-steps", "90", "--batch-size", "4", "--vision-batch-size", "12", "--lr", "0.01",
                               "--balance", "0.5", "--balance-by", "action", "--action-balance", "0.25",
-                              "--aux-balance", "0", "--threads", "1", "--minutes", "9"])
+                              "--aux-balance", "0", "--experts-implementation", "grouped_mm", "--threads", "1",
+                              "--minutes", "9"])
     config = config_from_args(args)
     assert (config.seed, config.steps, config.vision_steps, config.batch_size, config.vision_batch_size, config.lr,
             config.balance, config.balance_by, config.action_balance, config.aux_balance, config.threads,
-            config.max_minutes) == (3, 280, 90, 4, 12, 0.01, 0.5, "action", 0.25, 0.0, 1, 9.0)
+            config.max_minutes, config.experts_implementation) == (3, 280, 90, 4, 12, 0.01, 0.5, "action", 0.25, 0.0,
+                                                                   1, 9.0, "grouped_mm")
     assert set(_CONFIG_OPTIONS) <= set(TrainConfig.__dataclass_fields__)
 
 
 def test_cost_options_give_the_same_loss_and_gradients(dataset, tmp_path):
     """`shared_prefix` (the common prompt prefix run once per batch, its KV cache shared) and
     `patch_embed_as_matmul` change what a step costs, not what it computes: same loss, same
-    gradients as transformers' plain forward, to float rounding."""
+    gradients as transformers' plain forward, to float rounding. So does running the MoE experts
+    as one grouped matmul (`experts_implementation="grouped_mm"`)."""
     import torch
 
     from export.tiny import make_tiny_checkpoint
@@ -258,7 +261,8 @@ def test_cost_options_give_the_same_loss_and_gradients(dataset, tmp_path):
         weighted_answer_loss,
     )
 
-    tokenizer, model = load_start_model(make_tiny_checkpoint(tmp_path / "init", seed=0), "eager")
+    init = make_tiny_checkpoint(tmp_path / "init", seed=0)
+    tokenizer, model = load_start_model(init, "eager")
     model.train()
     video_id = model.config.video_token_id
     encoded = [encode_example(tokenizer, ex, 8.0) for ex in dataset.examples]
@@ -293,6 +297,17 @@ def test_cost_options_give_the_same_loss_and_gradients(dataset, tmp_path):
             scale = plain[name].abs().max().clamp_min(1e-12)
             assert (grad - plain[name]).abs().max() / scale < 1e-3, (shared, matmul, name)
     assert "forward" not in vars(model.model.visual.patch_embed)  # the class's own forward is back
+
+    _, model = load_start_model(init, "grouped_mm")  # loss_and_grads reads `model` when called
+    model.train()
+    assert model.config.text_config._experts_implementation == "grouped_mm"
+    for shared, matmul in [(False, False), (True, True)]:
+        loss, grads = loss_and_grads(shared, matmul)
+        assert loss == pytest.approx(plain_loss, rel=1e-5), ("grouped_mm", shared, matmul)
+        assert grads.keys() == plain.keys()
+        for name, grad in grads.items():
+            scale = plain[name].abs().max().clamp_min(1e-12)
+            assert (grad - plain[name]).abs().max() / scale < 1e-3, ("grouped_mm", shared, matmul, name)
 
 
 def test_aux_positive_weights_favour_rare_labels(dataset):
