@@ -84,10 +84,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     import torch
-    from transformers import AutoTokenizer, Qwen3VLMoeForConditionalGeneration
 
     from export.train.dataset import DatasetError, load_dataset
     from export.train.probe import probe
+    from export.train.trainer import load_start_model
 
     if not (args.checkpoint / "config.json").is_file():
         print(f"edge probe: {args.checkpoint} is not a checkpoint folder (no config.json)", file=sys.stderr)
@@ -99,8 +99,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         print(f"edge probe: {exc}", file=sys.stderr)
         return 2
-    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
-    model = Qwen3VLMoeForConditionalGeneration.from_pretrained(args.checkpoint, dtype=torch.float32)
+    tokenizer, model = load_start_model(args.checkpoint, "eager")
     report = probe(model, tokenizer, train_set, probe_set, per_scenario=args.per_scenario,
                    train_stride=args.train_stride)
     report["checkpoint"], report["scenes"], report["train_scenes"] = (str(args.checkpoint), str(args.scenes),

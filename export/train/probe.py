@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from export.train.dataset import ClipDataset, Example
-from export.train.trainer import ACTIONS, VIDEO_TOKEN_TYPE
+from export.train.trainer import ACTIONS, VIDEO_TOKEN_TYPE, pool_clips, video_inputs, visual_rows
 
 ANSWER_OPENING = '{"action":"'
 
@@ -33,7 +33,6 @@ def greedy_actions(model, tokenizer, dataset: ClipDataset, examples: Sequence[Ex
     """The action each clip's greedy answer starts with."""
     import torch
 
-    profile = dataset.sampling.profile
     video_id = model.config.video_token_id
     out: list[str] = []
     model.eval()
@@ -46,8 +45,7 @@ def greedy_actions(model, tokenizer, dataset: ClipDataset, examples: Sequence[Ex
         ids = torch.tensor([[pad] * (length - len(s)) + s for s in seqs])
         mask = torch.tensor([[0] * (length - len(s)) + [1] * len(s) for s in seqs])
         types = (ids == video_id).long() * VIDEO_TOKEN_TYPE
-        pixels = torch.from_numpy(np.concatenate([dataset.pixel_values(ex) for ex in batch]))
-        grid = torch.tensor([[profile.frame_pairs, profile.grid_h, profile.grid_w]] * len(batch))
+        pixels, grid = video_inputs(dataset, batch)
         model.generation_config.eos_token_id = None
         with torch.no_grad():
             gen = model.generate(input_ids=ids, attention_mask=mask, mm_token_type_ids=types,
@@ -61,19 +59,15 @@ def tower_features(model, dataset: ClipDataset, examples: Sequence[Example], bat
     """[clips, 2 * width]: mean and max over each clip's visual rows (merger + DeepStack outputs)."""
     import torch
 
-    profile = dataset.sampling.profile
     visual = model.model.visual
     visual.eval()
     features = []
     for start in range(0, len(examples), batch_size):
         batch = list(examples[start:start + batch_size])
-        pixels = torch.from_numpy(np.concatenate([dataset.pixel_values(ex) for ex in batch]))
-        grid = torch.tensor([[profile.frame_pairs, profile.grid_h, profile.grid_w]] * len(batch))
+        pixels, grid = video_inputs(dataset, batch)
         with torch.no_grad():
-            out = visual(pixels, grid_thw=grid, return_dict=True)
-        rows = torch.cat([out.pooler_output, *out.deepstack_features], dim=-1).view(len(batch),
-                                                                                     profile.tokens_per_clip, -1)
-        features.append(torch.cat([rows.mean(dim=1), rows.amax(dim=1)], dim=-1).numpy())
+            rows = visual_rows(visual(pixels, grid_thw=grid, return_dict=True))
+        features.append(pool_clips(rows, len(batch), dataset.sampling.profile.tokens_per_clip).numpy())
     return np.concatenate(features) if features else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -155,11 +155,19 @@ def collate(dataset: ClipDataset, batch: list[Example], encoded: list[Encoded], 
         weights[row, :k] = torch.tensor(enc.weights)
         mask[row, :k] = 1
     types = (ids == video_token_id).long() * VIDEO_TOKEN_TYPE
-    profile = dataset.sampling.profile
-    pixels = torch.from_numpy(np.concatenate([dataset.pixel_values(ex) for ex in batch]))
-    grid = torch.tensor([[profile.frame_pairs, profile.grid_h, profile.grid_w]] * n)
+    pixels, grid = video_inputs(dataset, batch)
     return {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": types, "pixel_values_videos": pixels,
             "video_grid_thw": grid, "labels": labels, "weights": weights}
+
+
+def video_inputs(dataset: ClipDataset, batch: Sequence[Example]):
+    """The clips' encoder input (pixel rows, as the runtime feeds its encoder) and their video_grid_thw."""
+    import torch
+
+    profile = dataset.sampling.profile
+    pixels = torch.from_numpy(np.concatenate([dataset.pixel_values(ex) for ex in batch]))
+    grid = torch.tensor([[profile.frame_pairs, profile.grid_h, profile.grid_w]] * len(batch))
+    return pixels, grid
 
 
 def shared_prompt_prefix(encoded: list[Encoded], video_token_id: int) -> int:
@@ -298,12 +306,25 @@ class VisionCapture:
         self.handle = visual.register_forward_hook(self._hook)
 
     def _hook(self, _module, _inputs, output) -> None:
-        import torch
-
-        self.rows = torch.cat([output.pooler_output, *output.deepstack_features], dim=-1)
+        self.rows = visual_rows(output)
 
     def close(self) -> None:
         self.handle.remove()
+
+
+def visual_rows(output):
+    """The vision tower's output rows: merger rows with every DeepStack level's rows beside them."""
+    import torch
+
+    return torch.cat([output.pooler_output, *output.deepstack_features], dim=-1)
+
+
+def pool_clips(rows, clips: int, tokens_per_clip: int):
+    """[clips, 2 * width]: the mean and the max over each clip's rows (what the auxiliary head reads)."""
+    import torch
+
+    per_clip = rows.view(clips, tokens_per_clip, -1)
+    return torch.cat([per_clip.mean(dim=1), per_clip.amax(dim=1)], dim=-1)
 
 
 def make_aux_head(width: int):
@@ -341,8 +362,7 @@ def aux_pos_weight(dataset: ClipDataset, p: np.ndarray, balance: float, cap: flo
 def aux_loss(head, rows, batch: list[Example], tokens_per_clip: int, pos_weight=None):
     import torch
 
-    clips = rows.view(len(batch), tokens_per_clip, -1)
-    pooled = torch.cat([clips.mean(dim=1), clips.amax(dim=1)], dim=-1)
+    pooled = pool_clips(rows, len(batch), tokens_per_clip)
     return torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), aux_targets(batch),
                                                                 pos_weight=pos_weight)
 
@@ -357,7 +377,6 @@ def pretrain_vision(model, head, dataset: ClipDataset, config: TrainConfig, prog
     visual = model.model.visual
     visual.train()
     profile = dataset.sampling.profile
-    grid = torch.tensor([[profile.frame_pairs, profile.grid_h, profile.grid_w]] * config.vision_batch_size)
     params = list(visual.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.vision_lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     rng = np.random.default_rng([config.seed, 1])
@@ -372,9 +391,8 @@ def pretrain_vision(model, head, dataset: ClipDataset, config: TrainConfig, prog
         batch = [dataset.examples[i] for i in indices]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, schedule)
-        pixels = torch.from_numpy(np.concatenate([dataset.pixel_values(ex) for ex in batch]))
-        out = visual(pixels, grid_thw=grid, return_dict=True)
-        rows = torch.cat([out.pooler_output, *out.deepstack_features], dim=-1)
+        pixels, grid = video_inputs(dataset, batch)
+        rows = visual_rows(visual(pixels, grid_thw=grid, return_dict=True))
         loss = aux_loss(head, rows, batch, profile.tokens_per_clip, pos_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -334,15 +334,13 @@ def test_probe_scores_the_decoder_and_a_linear_probe_on_the_tower(dataset):
     light seed 7 is not a training seed), and the linear probe on the tower's features, fitted on
     the very clips it scores, separates their answers."""
     import torch
-    from transformers import AutoTokenizer, Qwen3VLMoeForConditionalGeneration
 
     from export.train.probe import probe
+    from export.train.trainer import load_start_model
 
-    checkpoint = Path(__file__).resolve().parents[2] / "models" / "default"
     torch.set_num_threads(2)
-    model = Qwen3VLMoeForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32)
-    report = probe(model, AutoTokenizer.from_pretrained(checkpoint), dataset, dataset, per_scenario=10_000,
-                   train_stride=1)
+    tokenizer, model = load_start_model(Path(__file__).resolve().parents[2] / "models" / "default", "eager")
+    report = probe(model, tokenizer, dataset, dataset, per_scenario=10_000, train_stride=1)
     assert report["clips"] == report["fit_clips"] == len(dataset.examples)
     for verdict in ("decoder", "tower_linear_probe"):
         scores = report[verdict]
