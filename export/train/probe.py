@@ -34,6 +34,8 @@ def greedy_actions(model, tokenizer, dataset: ClipDataset, examples: Sequence[Ex
     import torch
 
     video_id = model.config.video_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    model.generation_config.eos_token_id = None  # stop on max_new only; the action ends at its quote
     out: list[str] = []
     model.eval()
     for start in range(0, len(examples), batch_size):
@@ -41,12 +43,10 @@ def greedy_actions(model, tokenizer, dataset: ClipDataset, examples: Sequence[Ex
         seqs = [tokenizer(ex.prompt + ANSWER_OPENING, add_special_tokens=False)["input_ids"] for ex in batch]
         # Left padding so every row's next token comes at the same position.
         length = max(len(s) for s in seqs)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         ids = torch.tensor([[pad] * (length - len(s)) + s for s in seqs])
         mask = torch.tensor([[0] * (length - len(s)) + [1] * len(s) for s in seqs])
         types = (ids == video_id).long() * VIDEO_TOKEN_TYPE
         pixels, grid = video_inputs(dataset, batch)
-        model.generation_config.eos_token_id = None
         with torch.no_grad():
             gen = model.generate(input_ids=ids, attention_mask=mask, mm_token_type_ids=types,
                                  pixel_values_videos=pixels, video_grid_thw=grid, max_new_tokens=max_new,
