@@ -46,7 +46,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     command = ["edge", *sys.argv[sys.argv.index("train"):]] if "train" in sys.argv[1:] else None
     try:
         out, result = train(args.scenes, args.out, config, cache_dir=args.cache, progress=not args.no_progress,
-                            command=command, recipe=recipe)
+                            command=command, recipe=recipe,
+                            log=(lambda line: print(line, file=sys.stderr, flush=True)) if args.no_progress else None)
     except (DatasetError, FileExistsError) as exc:
         print(f"edge train: {exc}", file=sys.stderr)
         return 2
@@ -148,7 +149,8 @@ def register(subparsers) -> None:
                             "record it in training.json")
     train.add_argument("--recipe", type=Path, default=None, help="JSON describing how the scenes were rendered "
                        "(stored in training.json)")
-    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--no-progress", action="store_true",
+                       help="no progress bars (for logs): a plain line with the loss every tenth of each phase")
     train.set_defaults(func=_cmd_train)
 
     ev = subparsers.add_parser(

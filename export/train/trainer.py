@@ -102,6 +102,37 @@ class TrainResult:
     vision_losses: list[float] = field(default_factory=list)
 
 
+class PhaseLog:
+    """Plain progress lines for logs, where bars are off: one line every tenth of a phase with the
+    mean loss since the previous line and the time since training started."""
+
+    def __init__(self, phase: str, total: int, write: Callable[[str], None], started: float):
+        self.phase, self.total, self.write, self.started = phase, total, write, started
+        self.every = max(1, total // 10)
+        self.pending: list[float] = []
+
+    def __call__(self, step: int, loss: float) -> None:
+        self.pending.append(loss)
+        if (step + 1) % self.every == 0 or step + 1 == self.total:
+            minutes = (time.monotonic() - self.started) / 60
+            self.write(f"{self.phase} step {step + 1}/{self.total}: loss {np.mean(self.pending):.3f} "
+                       f"({minutes:.1f} min)")
+            self.pending = []
+
+
+def chain(*hooks: Callable[[int, float], None] | None) -> Callable[[int, float], None] | None:
+    """One on_step hook that calls every given hook in turn (None when none is given)."""
+    live = [h for h in hooks if h is not None]
+    if not live:
+        return None
+
+    def call(step: int, loss: float) -> None:
+        for hook in live:
+            hook(step, loss)
+
+    return call
+
+
 # ---------------------------------------------------------------------------------------------
 # determinism
 # ---------------------------------------------------------------------------------------------
@@ -422,15 +453,17 @@ def load_start_model(init_dir: Path, experts_implementation: str):
 
 
 def train_model(model, tokenizer, dataset: ClipDataset, config: TrainConfig,
-                progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Run the optimisation in place on `model`; returns the loss curve."""
+                progress: bool = True, on_step: Callable[[int, float], None] | None = None,
+                log: Callable[[str], None] | None = None) -> TrainResult:
+    """Run the optimisation in place on `model`; returns the loss curve. `progress` draws bars;
+    `log` (for logs, where bars are off) gets a plain line every tenth of each phase."""
     patch_embed = MatmulPatchEmbed(model.model.visual) if config.patch_embed_as_matmul else contextlib.nullcontext()
     with patch_embed:
-        return _optimise(model, tokenizer, dataset, config, progress, on_step)
+        return _optimise(model, tokenizer, dataset, config, progress, on_step, log)
 
 
 def _optimise(model, tokenizer, dataset: ClipDataset, config: TrainConfig, progress: bool,
-              on_step: Callable[[int, float], None] | None) -> TrainResult:
+              on_step: Callable[[int, float], None] | None, log: Callable[[str], None] | None) -> TrainResult:
     """Phase 1 (vision tower + auxiliary head), then phase 2 (teacher forcing)."""
     import torch
     from tqdm import tqdm
@@ -450,8 +483,10 @@ def _optimise(model, tokenizer, dataset: ClipDataset, config: TrainConfig, progr
             model.config.vision_config.deepstack_visual_indexes)))
     started = time.monotonic()
     if config.vision_steps > 0:
-        vision_losses = pretrain_vision(model, head, dataset, config, progress)
+        vision_log = PhaseLog("vision", config.vision_steps, log, started) if log else None
+        vision_losses = pretrain_vision(model, head, dataset, config, progress, on_step=vision_log)
         model.train()
+    on_step = chain(on_step, PhaseLog("decoder", config.steps, log, started) if log else None)
     frozen = config.freeze_vision and config.vision_steps > 0
     if frozen:
         for p in model.model.visual.parameters():
@@ -546,7 +581,8 @@ def tool_versions() -> dict[str, str]:
 
 
 def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None = None, progress: bool = True,
-          command: list[str] | None = None, recipe: dict | None = None) -> tuple[Path, TrainResult]:
+          command: list[str] | None = None, recipe: dict | None = None,
+          log: Callable[[str], None] | None = None) -> tuple[Path, TrainResult]:
     """The whole `edge train`: dataset -> start weights -> optimisation -> bf16 checkpoint + training.json."""
     from export.tiny import make_tiny_checkpoint
     from export.train.dataset import load_dataset
@@ -570,7 +606,7 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
     with tempfile.TemporaryDirectory(prefix="edge-train-init-") as tmp:
         init = make_tiny_checkpoint(Path(tmp) / "init", seed=config.init_seed, preset="tiny")
         tokenizer, model = load_start_model(init, config.experts_implementation)
-    result = train_model(model, tokenizer, dataset, config, progress=progress)
+    result = train_model(model, tokenizer, dataset, config, progress=progress, log=log)
     scene_list = [{"folder": s.rel, "scenario": s.scenario, "seed": s.seed, "variant": s.variant, "sha256": fp}
               for s, fp in zip(dataset.scenes, dataset.fingerprints, strict=True)]
     training = {

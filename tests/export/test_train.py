@@ -168,7 +168,7 @@ def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoin
     assert encoded.ids.count(video_id) == dataset.sampling.profile.tokens_per_clip
 
 
-def _short_run(dataset, tmp_path, seed: int):
+def _short_run(dataset, tmp_path, seed: int, log=None):
     from export.tiny import make_tiny_checkpoint
     from export.train.trainer import TrainConfig, load_start_model, train_model
 
@@ -178,7 +178,7 @@ def _short_run(dataset, tmp_path, seed: int):
     tokenizer, model = load_start_model(init, "eager")
     config = TrainConfig(seed=seed, steps=3, batch_size=1, lr=2e-3, warmup_steps=1, balance=0.0, vision_steps=2,
                          vision_batch_size=1)
-    result = train_model(model, tokenizer, dataset, config, progress=False)
+    result = train_model(model, tokenizer, dataset, config, progress=False, log=log)
     return model, result
 
 
@@ -189,9 +189,15 @@ def test_short_training_lowers_the_loss_and_is_reproducible(dataset, tmp_path):
 
     # One fixed batch (a single clip) in every step, so the loss must fall on it.
     small = dataclasses.replace(dataset, examples=[dataset.examples[-3]], _frames={})
-    model_a, run_a = _short_run(small, tmp_path, seed=5)
+    lines: list[str] = []
+    model_a, run_a = _short_run(small, tmp_path, seed=5, log=lines.append)
     assert run_a.steps_done == 3
     assert run_a.losses[-1] < run_a.losses[0]
+    # The plain progress lines (`edge train --no-progress`): one per step here (a tenth of 2 or 3 steps).
+    assert [line.split(":")[0] for line in lines] == ["vision step 1/2", "vision step 2/2", "decoder step 1/3",
+                                                      "decoder step 2/3", "decoder step 3/3"]
+    assert lines[-1].startswith(f"decoder step 3/3: loss {run_a.losses[-1]:.3f} (")
+    # Without the log (and so without its hook) the run is the same: logging does not touch training.
     model_b, run_b = _short_run(small, tmp_path, seed=5)
     assert len(run_a.vision_losses) == 2
     assert run_b.losses == run_a.losses
