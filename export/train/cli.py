@@ -15,6 +15,11 @@ import shlex
 import sys
 from pathlib import Path
 
+def _to_stderr(line: str) -> None:
+    """Progress lines go to stderr (line-buffered), so stdout keeps only the command's result."""
+    print(line, file=sys.stderr)
+
+
 # TrainConfig fields settable from the command line (defaults: export.train.trainer.TrainConfig).
 _CONFIG_OPTIONS = ("steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "balance", "balance_by",
                    "action_balance", "aux_balance", "experts_implementation", "threads")
@@ -39,15 +44,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from export.train.recipe import RECIPES, render_recipe
 
         chosen = RECIPES[args.render]
-        render_recipe(chosen, args.scenes, progress=None if args.no_progress else
-                      (lambda line: print(line, file=sys.stderr)))
+        render_recipe(chosen, args.scenes, progress=None if args.no_progress else _to_stderr)
         recipe = chosen.to_json()
     # The command as typed (from the subcommand on), for training.json; None when called from Python.
     command = ["edge", *sys.argv[sys.argv.index("train"):]] if "train" in sys.argv[1:] else None
     try:
         out, result = train(args.scenes, args.out, config, cache_dir=args.cache, progress=not args.no_progress,
                             command=command, recipe=recipe,
-                            log=(lambda line: print(line, file=sys.stderr, flush=True)) if args.no_progress else None)
+                            log=_to_stderr if args.no_progress else None)
     except (DatasetError, FileExistsError) as exc:
         print(f"edge train: {exc}", file=sys.stderr)
         return 2
@@ -69,7 +73,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         report = evaluate(args.bundle, args.scenes, args.out, combos=args.precision, max_scenes=args.max_scenes,
-                          progress=None if args.quiet else (lambda line: print(line, file=sys.stderr)))
+                          progress=None if args.quiet else _to_stderr)
     except (BundleError, DatasetError, ValueError) as exc:
         print(f"edge eval: {exc}", file=sys.stderr)
         return 2
