@@ -15,6 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
+
 def _to_stderr(line: str) -> None:
     """Progress lines go to stderr (line-buffered), so stdout keeps only the command's result."""
     print(line, file=sys.stderr)
@@ -31,7 +32,8 @@ def config_from_args(args: argparse.Namespace):
     from export.train.trainer import TrainConfig
 
     given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
-    return TrainConfig(seed=args.seed, init_seed=args.init_seed, max_minutes=args.minutes, **given)
+    return TrainConfig(seed=args.seed, decoder_seed=args.decoder_seed, init_seed=args.init_seed,
+                       max_minutes=args.minutes, **given)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -129,6 +131,8 @@ def register(subparsers) -> None:
     train.add_argument("--scenes", type=Path, required=True, help="folder of `edge scene` outputs (searched recursively)")
     train.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (bf16 safetensors)")
     train.add_argument("--seed", type=int, default=0, help="batch order and torch seed (default %(default)s)")
+    train.add_argument("--decoder-seed", type=int, default=None,
+                       help="phase 2's batch order, if not --seed's (models are chosen among a few on the validation scenes)")
     train.add_argument("--init-seed", type=int, default=0, help="make_tiny_checkpoint seed of the start weights")
     train.add_argument("--vision-steps", type=int, help="phase 1: vision tower + auxiliary head steps")
     train.add_argument("--steps", type=int, help="phase 2: whole-model teacher-forcing steps")
@@ -148,7 +152,7 @@ def register(subparsers) -> None:
     train.add_argument("--threads", type=int, help="torch threads (fixed for reproducibility)")
     train.add_argument("--minutes", type=float, default=None, help="stop after this many minutes (a cap; recorded)")
     train.add_argument("--cache", type=Path, default=None, help="frame cache folder (default SCENES/.train_cache)")
-    train.add_argument("--render", choices=["train", "heldout", "calibration"], default=None,
+    train.add_argument("--render", choices=["train", "validation", "heldout", "calibration"], default=None,
                        help="first render that built-in data recipe into --scenes (existing scenes are kept) and "
                             "record it in training.json")
     train.add_argument("--recipe", type=Path, default=None, help="JSON describing how the scenes were rendered "

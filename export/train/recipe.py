@@ -43,12 +43,15 @@ class Recipe:
 
 # Training: every built-in scenario in every look, two seeds each (112 scenes).
 TRAIN = Recipe("train", seeds=(0, 1))
-# Held out: seeds never used for training or calibration.
+# Validation: what choices between trained models (a batch order, a recipe change) are made on, so that
+# the held-out scenes stay unseen by every decision and their figure stays an unbiased estimate.
+VALIDATION = Recipe("validation", seeds=(500,))
+# Held out: seeds never used for training, calibration or choosing a model.
 HELDOUT = Recipe("heldout", seeds=(1000,))
 # INT8 calibration of the default bundle: a few training scenes, cut short.
 CALIBRATION = Recipe("calibration", seeds=(0,), variants=("day", "night"),
                      scenarios=("red_light", "pedestrian_crossing", "cyclist_nudge"), overrides={"duration_s": 8.0})
-RECIPES = {r.name: r for r in (TRAIN, HELDOUT, CALIBRATION)}
+RECIPES = {r.name: r for r in (TRAIN, VALIDATION, HELDOUT, CALIBRATION)}
 
 
 def render_recipe(recipe: Recipe, out: Path | str, progress: Callable[[str], None] | None = None) -> Path:

@@ -41,10 +41,16 @@ IGNORE = -100
 @dataclass
 class TrainConfig:
     seed: int = 0  # batch order and torch RNG
+    # Phase 2's batch order, when it should differ from --seed's (None: seed). Phase 2's outcome varies
+    # by several points with its batch order alone (docs/QUALITY.md), so a model is chosen among a few
+    # of them on the validation scenes, and this records which one.
+    decoder_seed: int | None = None
     init_seed: int = 0  # make_tiny_checkpoint seed of the starting weights
     steps: int = 320  # phase 2; with the cost options below, 250 + 320 steps take ~15 min on 2 cores
     batch_size: int = 8
-    lr: float = 3e-3
+    # 2e-3: over three batch orders 84.1% held out (validation: 83.6%) against 3e-3's 81.0% (81.0%);
+    # 6e-3 lost ten points (docs/QUALITY.md).
+    lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 20
     weight_decay: float = 0.01
@@ -305,7 +311,7 @@ def sample_weights(dataset: ClipDataset, balance: float, balance_by: str = "scen
 
 def batch_plan(dataset: ClipDataset, config: TrainConfig) -> list[list[int]]:
     """Every step's example indices, fixed by the seed before training starts."""
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed if config.decoder_seed is None else config.decoder_seed)
     p = sample_weights(dataset, config.balance, config.balance_by, config.action_balance)
     return [rng.choice(len(dataset.examples), size=config.batch_size, replace=False, p=p).tolist()
             for _ in range(config.steps)]

@@ -123,6 +123,27 @@ def test_balancing_by_scenario_and_action_evens_out_each_group(dataset):
         sample_weights(dataset, 1.0, "scene")
 
 
+def test_decoder_seed_changes_only_phase_two_batch_order(dataset):
+    from export.train.trainer import TrainConfig, batch_plan
+
+    plan = {seed: batch_plan(dataset, TrainConfig(seed=seed, steps=6)) for seed in (0, 1)}
+    assert plan[0] != plan[1]
+    assert batch_plan(dataset, TrainConfig(seed=0, decoder_seed=1, steps=6)) == plan[1]
+    assert batch_plan(dataset, TrainConfig(seed=1, decoder_seed=None, steps=6)) == plan[1]
+
+
+def test_validation_and_heldout_scenes_share_no_seed_with_training():
+    """Models are chosen on the validation seeds and judged on the held-out ones: neither may have been
+    trained on, and judging must not reuse what choosing saw."""
+    from export.train.recipe import CALIBRATION, HELDOUT, RECIPES, TRAIN, VALIDATION
+
+    assert set(RECIPES) == {"train", "validation", "heldout", "calibration"}
+    trained = set(TRAIN.seeds) | set(CALIBRATION.seeds)
+    assert not trained & set(VALIDATION.seeds)
+    assert not trained & set(HELDOUT.seeds)
+    assert not set(VALIDATION.seeds) & set(HELDOUT.seeds)
+
+
 def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoint, tiny_bundle, tmp_path):
     """The real loop (lock-step replay) picks the same frames and builds the same nav line for the
     same newest frame, and llama.cpp's tokenisation of the decoder's prompt pieces equals the
@@ -235,12 +256,14 @@ def test_train_command_line_maps_onto_train_config():
     parser = build_parser()
     defaults = config_from_args(parser.parse_args(["train", "--scenes", "s", "--out", "o"]))
     assert defaults == TrainConfig()
-    args = parser.parse_args(["train", "--scenes", "s", "--out", "o", "--seed", "3", "--steps", "280",
+    args = parser.parse_args(["train", "--scenes", "s", "--out", "o", "--seed", "3", "--decoder-seed", "4",
+                              "--steps", "280",
                               "--vision-steps", "90", "--batch-size", "4", "--vision-batch-size", "12", "--lr", "0.01",
                               "--balance", "0.5", "--balance-by", "action", "--action-balance", "0.25",
                               "--aux-balance", "0", "--experts-implementation", "grouped_mm", "--threads", "1",
                               "--minutes", "9"])
     config = config_from_args(args)
+    assert config.decoder_seed == 4
     assert (config.seed, config.steps, config.vision_steps, config.batch_size, config.vision_batch_size, config.lr,
             config.balance, config.balance_by, config.action_balance, config.aux_balance, config.threads,
             config.max_minutes, config.experts_implementation) == (3, 280, 90, 4, 12, 0.01, 0.5, "action", 0.25, 0.0,
