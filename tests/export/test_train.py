@@ -123,7 +123,7 @@ def test_balancing_by_scenario_and_action_evens_out_each_group(dataset):
         sample_weights(dataset, 1.0, "scene")
 
 
-def test_decoder_seed_changes_only_phase_two_batch_order(dataset):
+def test_decoder_seed_sets_phase_two_batch_order(dataset):
     from export.train.trainer import TrainConfig, batch_plan
 
     plan = {seed: batch_plan(dataset, TrainConfig(seed=seed, steps=6)) for seed in (0, 1)}
