@@ -22,8 +22,8 @@ def _to_stderr(line: str) -> None:
 
 
 # TrainConfig fields settable from the command line (defaults: export.train.trainer.TrainConfig).
-_CONFIG_OPTIONS = ("steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "balance", "balance_by",
-                   "action_balance", "aux_balance", "experts_implementation", "threads")
+_CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "balance",
+                   "balance_by", "action_balance", "aux_balance", "experts_implementation", "threads")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -32,8 +32,7 @@ def config_from_args(args: argparse.Namespace):
     from export.train.trainer import TrainConfig
 
     given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
-    return TrainConfig(seed=args.seed, decoder_seed=args.decoder_seed, init_seed=args.init_seed,
-                       max_minutes=args.minutes, **given)
+    return TrainConfig(seed=args.seed, init_seed=args.init_seed, max_minutes=args.minutes, **given)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
