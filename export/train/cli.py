@@ -29,9 +29,12 @@ _CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "visio
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig an `edge train` command line asks for. Options left out keep TrainConfig's
     defaults (one place for them; training.json records all)."""
+    from export.train.mirror import expand_scenarios
     from export.train.trainer import TrainConfig
 
     given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
+    if args.mirror:
+        given["mirror_scenarios"] = expand_scenarios(name for value in args.mirror for name in value.split(","))
     return TrainConfig(seed=args.seed, init_seed=args.init_seed, max_minutes=args.minutes, **given)
 
 
@@ -141,6 +144,9 @@ def register(subparsers) -> None:
     train.add_argument("--balance", type=float, help="sample weight = count(group) ** -BALANCE (0: uniform)")
     train.add_argument("--balance-by", choices=["scenario_action", "action"],
                        help="the groups --balance evens out")
+    train.add_argument("--mirror", action="append", metavar="SCENARIO[,SCENARIO...]",
+                       help="also train these scenarios' clips mirrored left-right, left and right swapped in the "
+                            "answer (repeatable; lane_edge: the cyclist, stalled car, cones and roadworks scenarios)")
     train.add_argument("--action-balance", type=float,
                        help="extra weight scenarios(action) ** -X for actions that few scenarios have")
     train.add_argument("--aux-balance", type=float,

@@ -231,6 +231,9 @@ class Example:
     action: MetaAction  # the target's action (export.train.targets.target_action)
     accepted: tuple[MetaAction, ...]  # every action the label accepts
     hazards: tuple[str, ...] = ()  # the label's hazards
+    # Index (in the dataset's examples) of the clip this one is the left-right mirror of, None for a
+    # clip as recorded (export.train.mirror: the frames are flipped, the answer's sides swapped).
+    mirror_of: int | None = None
 
 
 def build_examples(scene_index: int, scene: Scene, fps: float, n_frames: int, sampling: Sampling,
@@ -288,8 +291,11 @@ class ClipDataset:
 
     def pixel_values(self, example: Example) -> np.ndarray:
         frames = self.frames_of(example.scene)
+        images = [np.asarray(frames[i]) for i in example.frames]
+        if example.mirror_of is not None:
+            images = [np.ascontiguousarray(image[:, ::-1]) for image in images]
         # normalize_patchify reuses its output buffer: copy before the next call.
-        return self.preprocessor.normalize_patchify([np.asarray(frames[i]) for i in example.frames]).copy()
+        return self.preprocessor.normalize_patchify(images).copy()
 
     def action_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +63,10 @@ class TrainConfig:
     # Grouping by action alone let the model learn "traffic light -> stop" and ignore the colour.
     balance: float = 1.0
     balance_by: str = "scenario_action"  # or "action"
+    # Scenarios whose clips are also trained left-right mirrored, with left and right swapped in the
+    # answer (export.train.mirror; `--mirror lane_edge`), in both phases; each mirrored clip shares its
+    # original's sampling weight. Empty: none.
+    mirror_scenarios: tuple[str, ...] = ()
     # With scenario_action groups an action seen in one scenario only (turn_left, the nudges) gets one
     # group's share while keep_speed gets a dozen; this multiplies each clip's weight by
     # (number of scenarios with its action) ** -action_balance. Off by default: on the held-out scenes
@@ -297,15 +302,24 @@ def balance_group(dataset: ClipDataset, example: Example, balance_by: str) -> tu
 def sample_weights(dataset: ClipDataset, balance: float, balance_by: str = "scenario_action",
                    action_balance: float = 0.0) -> np.ndarray:
     """Per-clip sampling probability: count(group) ** -balance * scenarios(action) ** -action_balance,
-    normalised (scenarios(action): how many scenarios have clips with that target action)."""
-    groups = [balance_group(dataset, ex, balance_by) for ex in dataset.examples]
-    counts: dict[tuple[str, ...], int] = {}
+    normalised (scenarios(action): how many scenarios have clips with that target action); counts are
+    over the clips as recorded."""
+    # A mirrored clip (export.train.mirror) is weighed as its original and shares the original's
+    # weight with it: mirroring changes which way round a clip is seen, not how often it is drawn.
+    origin = [i if ex.mirror_of is None else ex.mirror_of for i, ex in enumerate(dataset.examples)]
+    views = Counter(origin)
+    recorded = [dataset.examples[i] for i in sorted(views)]
+    counts = Counter(balance_group(dataset, ex, balance_by) for ex in recorded)
     scenarios: dict[str, set[str]] = {}
-    for ex, group in zip(dataset.examples, groups, strict=True):
-        counts[group] = counts.get(group, 0) + 1
+    for ex in recorded:
         scenarios.setdefault(ex.action.value, set()).add(dataset.scenes[ex.scene].scenario)
-    w = np.array([counts[g] ** -balance * len(scenarios[ex.action.value]) ** -action_balance
-                  for ex, g in zip(dataset.examples, groups, strict=True)], dtype=np.float64)
+
+    def weight(i: int) -> float:
+        ex = dataset.examples[i]
+        return (counts[balance_group(dataset, ex, balance_by)] ** -balance
+                * len(scenarios[ex.action.value]) ** -action_balance / views[i])
+
+    w = np.array([weight(i) for i in origin], dtype=np.float64)
     return w / w.sum()
 
 
@@ -592,6 +606,7 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
     """The whole `edge train`: dataset -> start weights -> optimisation -> bf16 checkpoint + training.json."""
     from export.tiny import make_tiny_checkpoint
     from export.train.dataset import load_dataset
+    from export.train.mirror import with_mirrored_clips
 
     out = Path(out)
     # Checked first: a refusal after a quarter of an hour of training would waste it.
@@ -605,9 +620,11 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
         elif progress:
             print(file=sys.stderr)
 
-    dataset = load_dataset(scenes, cache_dir, progress=show)
+    dataset = with_mirrored_clips(load_dataset(scenes, cache_dir, progress=show), config.mirror_scenarios)
     if progress:
-        print(f"{len(dataset.examples)} clips from {len(dataset.scenes)} scenes; actions {dataset.action_counts()}",
+        mirrors = sum(ex.mirror_of is not None for ex in dataset.examples)
+        print(f"{len(dataset.examples)} clips ({mirrors} mirrored) from {len(dataset.scenes)} scenes; "
+              f"actions {dataset.action_counts()}",
               file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="edge-train-init-") as tmp:
         init = make_tiny_checkpoint(Path(tmp) / "init", seed=config.init_seed, preset="tiny")
@@ -628,6 +645,7 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
             # sha256 of training_scenes.json's list (each scene's folder, scenario, seed, variant, sha256).
             "scenes_sha256": hashlib.sha256(json.dumps(scene_list, sort_keys=True).encode()).hexdigest(),
             "clips": len(dataset.examples),
+            "mirrored_clips": sum(ex.mirror_of is not None for ex in dataset.examples),
             "actions": dataset.action_counts(),
             "target": "edge.grammar.format_advice_json(label advice, short rationale) + <|im_end|>",
         },
