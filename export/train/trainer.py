@@ -65,7 +65,9 @@ class TrainConfig:
     balance_by: str = "scenario_action"  # or "action"
     # Scenarios whose clips are also trained left-right mirrored, with left and right swapped in the
     # answer (export.train.mirror; `--mirror lane_edge`), in both phases; each mirrored clip shares its
-    # original's sampling weight. Empty: none.
+    # original's sampling weight. Off by default: over three batch orders the lane-edge mirror stopped
+    # the nudges altogether (half the draws per side) and swapped the turns' sides, 79.5% on the
+    # validation scenes against 83.6% without (docs/QUALITY.md, run AJ).
     mirror_scenarios: tuple[str, ...] = ()
     # With scenario_action groups an action seen in one scenario only (turn_left, the nudges) gets one
     # group's share while keep_speed gets a dozen; this multiplies each clip's weight by
