@@ -10,6 +10,7 @@ where the decoder can read it.
 
 Each mirrored clip shares its original's sampling weight (export.train.trainer.sample_weights):
 mirroring decides which way round a drawn clip is seen, not how often its scenario is drawn.
+Off by default: it has not paid off yet (docs/QUALITY.md, runs AH, AI and AJ).
 """
 
 from __future__ import annotations
