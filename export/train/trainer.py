@@ -310,18 +310,15 @@ def sample_weights(dataset: ClipDataset, balance: float, balance_by: str = "scen
     # weight with it: mirroring changes which way round a clip is seen, not how often it is drawn.
     origin = [i if ex.mirror_of is None else ex.mirror_of for i, ex in enumerate(dataset.examples)]
     views = Counter(origin)
-    recorded = [dataset.examples[i] for i in sorted(views)]
-    counts = Counter(balance_group(dataset, ex, balance_by) for ex in recorded)
+    groups = {i: balance_group(dataset, dataset.examples[i], balance_by) for i in sorted(views)}
+    counts = Counter(groups.values())
     scenarios: dict[str, set[str]] = {}
-    for ex in recorded:
-        scenarios.setdefault(ex.action.value, set()).add(dataset.scenes[ex.scene].scenario)
-
-    def weight(i: int) -> float:
+    for i in groups:
         ex = dataset.examples[i]
-        return (counts[balance_group(dataset, ex, balance_by)] ** -balance
-                * len(scenarios[ex.action.value]) ** -action_balance / views[i])
-
-    w = np.array([weight(i) for i in origin], dtype=np.float64)
+        scenarios.setdefault(ex.action.value, set()).add(dataset.scenes[ex.scene].scenario)
+    share = {i: counts[g] ** -balance * len(scenarios[dataset.examples[i].action.value]) ** -action_balance / views[i]
+             for i, g in groups.items()}
+    w = np.array([share[i] for i in origin], dtype=np.float64)
     return w / w.sum()
 
 
@@ -623,8 +620,8 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
             print(file=sys.stderr)
 
     dataset = with_mirrored_clips(load_dataset(scenes, cache_dir, progress=show), config.mirror_scenarios)
+    mirrors = sum(ex.mirror_of is not None for ex in dataset.examples)
     if progress:
-        mirrors = sum(ex.mirror_of is not None for ex in dataset.examples)
         print(f"{len(dataset.examples)} clips ({mirrors} mirrored) from {len(dataset.scenes)} scenes; "
               f"actions {dataset.action_counts()}",
               file=sys.stderr)
@@ -647,7 +644,7 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
             # sha256 of training_scenes.json's list (each scene's folder, scenario, seed, variant, sha256).
             "scenes_sha256": hashlib.sha256(json.dumps(scene_list, sort_keys=True).encode()).hexdigest(),
             "clips": len(dataset.examples),
-            "mirrored_clips": sum(ex.mirror_of is not None for ex in dataset.examples),
+            "mirrored_clips": mirrors,
             "actions": dataset.action_counts(),
             "target": "edge.grammar.format_advice_json(label advice, short rationale) + <|im_end|>",
         },
