@@ -40,19 +40,44 @@ NAV_DELIVERY_TIMEOUT_S = 5.0
 RECORDER_DRAIN_TIMEOUT_S = 5.0
 
 
+@dataclass(frozen=True)
+class ReplayedCycle:
+    """One cycle the loop ran: its newest frame's video time and the advice the planner received
+    for it (None: published, but not received before the replay ended)."""
+
+    cycle: int
+    video_time_ms: float
+    received: ActionAdvice | None
+
+
 @dataclass
 class ReplayResult:
-    advice: list[ActionAdvice]
+    advice: list[ActionAdvice]  # as the planner received them
     status: list[Status]
-    video_times_ms: list[float]
+    video_times_ms: list[float]  # per received advice
     wall_s: float
     video_duration_ms: float | None
     report: ReportFiles | None = None
-    outcomes: list[CycleOutcome] = field(default_factory=list)
+    outcomes: list[CycleOutcome] = field(default_factory=list)  # every cycle the loop ran
+    fps: float | None = None
 
     @property
     def accuracy(self) -> float | None:
         return None if self.report is None else self.report.report.get("accuracy")
+
+    def cycles(self) -> list[ReplayedCycle]:
+        """Every cycle the loop ran, in order, matched by cycle number with what the planner
+        received. Judging these rather than the received messages alone means a message lost on
+        the way (or still in flight when the drain gave up) counts as a cycle without advice, not
+        as a cycle that never happened."""
+        received = {a.cycle: a for a in self.advice}
+        return [ReplayedCycle(o.advice.cycle, _video_time_ms(o.advice, self.fps or 0.0), received.get(o.advice.cycle))
+                for o in self.outcomes]
+
+    @property
+    def lost_cycles(self) -> list[int]:
+        """Cycles the loop published whose advice the planner did not receive."""
+        return [c.cycle for c in self.cycles() if c.received is None]
 
 
 class RecordingPlanner:
@@ -224,7 +249,7 @@ def replay_scene(
             video=video if annotate else None,
             video_times_ms=result.video_times_ms,
             extra={"mode": mode, "speed": speed, "video": str(video), "wall_s": result.wall_s,
-                   "video_duration_ms": result.video_duration_ms,
+                   "video_duration_ms": result.video_duration_ms, "lost_cycles": result.lost_cycles,
                    "vision_backend": models.vision.name, "decoder": models.decoder.artifact.quant},  # type: ignore[attr-defined]
         )
     return result
@@ -266,7 +291,7 @@ def _replay_stepped(config, models, video, nav_events, mode, max_cycles, on_cycl
     duration = stepper.duration_ms
     advice = planner.advice
     return ReplayResult(advice, planner.status, [_video_time_ms(a, fps) for a in advice],
-                        time.monotonic() - started, duration, outcomes=outcomes)
+                        time.monotonic() - started, duration, outcomes=outcomes, fps=fps)
 
 
 def _replay_realtime(config, models, video, nav_events, speed, max_cycles, on_cycle) -> ReplayResult:
@@ -306,4 +331,4 @@ def _replay_realtime(config, models, video, nav_events, speed, max_cycles, on_cy
     ended = capture.status()
     duration = ended.last_frame_id * 1000.0 / fps if ended.last_frame_id is not None else None
     return ReplayResult(advice, planner.status, [_video_time_ms(a, fps) for a in advice],
-                        time.monotonic() - started, duration, outcomes=outcomes)
+                        time.monotonic() - started, duration, outcomes=outcomes, fps=fps)

@@ -4,7 +4,9 @@ Every scene is replayed in lock-step through the real runtime loop (sim.replay.r
 bundle's ONNX encoder in ONNX Runtime, its GGUF decoder in llama.cpp, the grammar, ZeroMQ), once
 per (vision precision, decoder quant) pair in the bundle. A cycle counts as correct when its
 advice's action is one the label window of its newest frame accepts (labels.jsonl lists the
-acceptable actions, primary first); a cycle without advice counts as wrong. Agreement compares each
+acceptable actions, primary first); a cycle without advice counts as wrong, and so does a cycle whose
+advice the recording planner never received (counted under "lost": the loop's cycles are judged, not
+just the messages that arrived, so a lost message cannot shrink the denominator). Agreement compares each
 combination's per-cycle action with the most precise combination's (fp32 encoder + the widest
 decoder), cycle by cycle: how often quantisation changes the decision.
 """
@@ -61,6 +63,21 @@ class SceneRun:
     video_ms: list[float]
     correct: list[bool | None]  # None: no label window at that time
     wall_s: float
+    lost: int = 0  # cycles whose advice the recording planner did not receive (judged as no advice)
+
+
+def judge_cycles(result, windows) -> tuple[list[str], list[float], list[bool | None], int]:
+    """Per cycle the loop ran: the action the planner received (or no_advice), the newest frame's
+    video time, whether the label window there accepts it, and how many cycles' advice was lost."""
+    actions, times, correct = [], [], []
+    for cycle in result.cycles():
+        message = cycle.received
+        action = message.advice.action.value if message is not None and message.advice is not None else NO_ADVICE
+        actions.append(action)
+        times.append(cycle.video_time_ms)
+        window = window_at(windows, cycle.video_time_ms)
+        correct.append(None if window is None else (action != NO_ADVICE and window.accepts(action)))
+    return actions, times, correct, len(result.lost_cycles)
 
 
 def run_scene(bundle_dir: Path, scene: Scene, config, models) -> SceneRun:
@@ -69,14 +86,8 @@ def run_scene(bundle_dir: Path, scene: Scene, config, models) -> SceneRun:
     started = time.monotonic()
     result = replay_scene(bundle_dir, scene.video, scene.nav, None, mode="lockstep", config=config, models=models,
                           annotate=False)
-    windows = load_labels(scene.labels)
-    actions, correct = [], []
-    for message, t_ms in zip(result.advice, result.video_times_ms, strict=True):
-        action = message.advice.action.value if message.advice is not None else NO_ADVICE
-        actions.append(action)
-        window = window_at(windows, t_ms)
-        correct.append(None if window is None else (action != NO_ADVICE and window.accepts(action)))
-    return SceneRun(scene, actions, list(result.video_times_ms), correct, time.monotonic() - started)
+    actions, times, correct, lost = judge_cycles(result, load_labels(scene.labels))
+    return SceneRun(scene, actions, times, correct, time.monotonic() - started, lost)
 
 
 def _rate(values: list[bool]) -> float | None:
@@ -103,6 +114,7 @@ def summarize(runs: list[SceneRun]) -> dict:
         "cycles": len(judged),
         "correct": sum(judged),
         "no_advice": sum(a == NO_ADVICE for r in runs for a in r.actions),
+        "lost": sum(r.lost for r in runs),  # of the no_advice cycles: published but not received
         "per_scenario": {k: _rate(v) for k, v in sorted(by_scenario.items())},
         "per_variant": {k: _rate(v) for k, v in sorted(by_variant.items())},
         "confusion": {k: dict(sorted(v.items())) for k, v in sorted(confusion.items())},

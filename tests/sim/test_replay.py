@@ -51,6 +51,10 @@ def test_lockstep_replay_is_deterministic(tiny_bundle, models, scene, tmp_path):
     # 4 s at 10 fps (last frame at 3.9 s), 500 ms sampling, 4-frame clips: clips end at 1.5 .. 3.5 s.
     assert runs[0].video_times_ms == [1500.0, 2000.0, 2500.0, 3000.0, 3500.0]
     assert first == second
+    # Every cycle the loop ran is matched with the message the planner received for it.
+    cycles = runs[0].cycles()
+    assert [c.video_time_ms for c in cycles] == runs[0].video_times_ms and runs[0].lost_cycles == []
+    assert [c.received.cycle for c in cycles] == [o.advice.cycle for o in runs[0].outcomes]  # type: ignore[union-attr]
     # The navigation timeline reached the prompt: advice names the instruction it used.
     nav_ids = {line["nav_id"] for line in map(json.loads, scene.nav.read_text().splitlines())}
     if nav_ids:
