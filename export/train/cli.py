@@ -23,7 +23,7 @@ def _to_stderr(line: str) -> None:
 
 # TrainConfig fields settable from the command line (defaults: export.train.trainer.TrainConfig).
 _CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "balance",
-                   "balance_by", "action_balance", "aux_balance", "experts_implementation", "threads")
+                   "balance_by", "mirror_draws", "action_balance", "aux_balance", "experts_implementation", "threads")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -36,6 +36,13 @@ def config_from_args(args: argparse.Namespace):
     if args.mirror:
         given["mirror_scenarios"] = expand_scenarios(name for value in args.mirror for name in value.split(","))
     return TrainConfig(seed=args.seed, init_seed=args.init_seed, max_minutes=args.minutes, **given)
+
+
+def _loss_summary(losses: list[float], phase: str) -> str:
+    if not losses:
+        return f"no {phase} steps"
+    tail = losses[-20:]
+    return f"{phase} loss {losses[0]:.3f} -> {sum(tail) / len(tail):.3f} (mean of the last {len(tail)})"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -60,9 +67,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"edge train: {exc}", file=sys.stderr)
         return 2
     size = sum(p.stat().st_size for p in out.glob("*.safetensors"))
-    tail = sum(result.losses[-20:]) / max(1, len(result.losses[-20:]))
-    print(f"trained {result.steps_done} steps in {result.seconds / 60:.1f} min; loss {result.losses[0]:.3f} -> "
-          f"{tail:.3f} (mean of the last 20)")
+    print(f"trained {len(result.vision_losses)} vision + {result.steps_done} decoder steps in "
+          f"{result.seconds / 60:.1f} min; {_loss_summary(result.vision_losses, 'vision')}; "
+          f"{_loss_summary(result.losses, 'decoder')}")
     if result.stopped_early:
         print(f"  stopped by --minutes {args.minutes} before --steps {config.steps}: not reproducible by step count")
     print(f"checkpoint written to {out} ({size / 2**20:.1f} MiB bf16), provenance in {out / 'training.json'}")
@@ -147,6 +154,9 @@ def register(subparsers) -> None:
     train.add_argument("--mirror", action="append", metavar="SCENARIO[,SCENARIO...]",
                        help="also train these scenarios' clips mirrored left-right, left and right swapped in the "
                             "answer (repeatable; lane_edge: the cyclist, stalled car, cones and roadworks scenarios)")
+    train.add_argument("--mirror-draws", choices=["shared", "own"],
+                       help="shared: a mirrored clip shares its original's draws (default); own: it is drawn as a "
+                            "clip of its own, so a mirrored answer new to its scenario gets a full group's draws")
     train.add_argument("--action-balance", type=float,
                        help="extra weight scenarios(action) ** -X for actions that few scenarios have")
     train.add_argument("--aux-balance", type=float,

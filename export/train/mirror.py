@@ -8,9 +8,15 @@ swapped answer, so only the obstacle's place tells nudge_left from nudge_right. 
 pools over the whole frame, so the place has to end up in what the visual rows carry, which is
 where the decoder can read it.
 
-Each mirrored clip shares its original's sampling weight (export.train.trainer.sample_weights):
-mirroring decides which way round a drawn clip is seen, not how often its scenario is drawn.
-Off by default: it has not paid off yet (docs/QUALITY.md, runs AH, AI and AJ).
+A scene whose navigation instruction names a side (the turns, the exit) is mirrored with the
+instruction's side swapped too, so that "left" means the left of the picture in every clip: a
+mirrored right turn asks for turn_left under "turn left". Mirroring only the lane-edge scenes let the
+new sense of "left" leak into the turns (docs/QUALITY.md, run AJ).
+
+By default each mirrored clip shares its original's sampling weight (export.train.trainer
+.sample_weights): mirroring decides which way round a drawn clip is seen, not how often its scenario is
+drawn; `--mirror-draws own` draws mirrored clips as clips of their own instead. Off by default: it
+has not paid off yet (docs/QUALITY.md, runs AH, AI and AJ).
 """
 
 from __future__ import annotations
@@ -20,16 +26,19 @@ import re
 from collections.abc import Iterable
 
 from edge.messages import MetaAction
-from edge.nav import nav_sentence
+from edge.prompt import PromptTemplate
 from export.train.dataset import ClipDataset, DatasetError, Example
 
 # The scenarios with something at the lane edge and no navigation instruction: the cyclist, the
 # stalled car, the cones of a lane closure and the roadworks beside the lane.
 LANE_EDGE = ("cones_change_left", "cyclist_nudge", "roadworks_keep_lane", "stalled_car_nudge_right")
-# `--mirror lane_edge` names that group.
-GROUPS = {"lane_edge": LANE_EDGE}
+# The scenarios whose side the navigation instruction names; their mirror swaps it in the nav line.
+NAV_SIDED = ("highway_exit", "turn_left_night", "turn_right")
+# `--mirror lane_edge` (or `sided`: both) names that group.
+GROUPS = {"lane_edge": LANE_EDGE, "nav_sided": NAV_SIDED, "sided": LANE_EDGE + NAV_SIDED}
 
 _SIDE = re.compile(r"left|right")
+
 
 
 def swap_sides(text: str) -> str:
@@ -45,10 +54,23 @@ def expand_scenarios(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def mirrored_prompt(prompt: str) -> str:
+    """The prompt with the navigation line's sides swapped ("turn left" <-> "turn right"). The nav
+    line is the text after the last frame pair, so the system prompt and the visual part stay as
+    they are; every side word in it is swapped, the instruction's free text too (the built-in
+    scenes send "Turn right in 110 m" there, and the runtime admits it as the road name)."""
+    head, sep, tail = prompt.rpartition(PromptTemplate.pair_close())
+    if not sep:
+        raise ValueError("a training prompt has at least one frame pair")
+    return head + sep + swap_sides(tail)
+
+
 def mirrored(example: Example, index: int) -> Example:
-    """The mirror of dataset example `index`: same clip flipped, sides swapped in the answer."""
+    """The mirror of dataset example `index`: same clip flipped, sides swapped in the answer and in
+    the navigation line."""
     return dataclasses.replace(
-        example, target=swap_sides(example.target), action=MetaAction(swap_sides(example.action.value)),
+        example, prompt=mirrored_prompt(example.prompt),
+        target=swap_sides(example.target), action=MetaAction(swap_sides(example.action.value)),
         accepted=tuple(MetaAction(swap_sides(a.value)) for a in example.accepted), mirror_of=index)
 
 
@@ -62,15 +84,6 @@ def with_mirrored_clips(dataset: ClipDataset, scenarios: Iterable[str]) -> ClipD
     if missing:
         raise DatasetError(f"cannot mirror {', '.join(missing)}: no scenes of that scenario "
                            f"(scenarios present: {', '.join(sorted(present))})")
-    no_instruction = nav_sentence(None)
-    twins = []
-    for index, example in enumerate(dataset.examples):
-        if example.mirror_of is not None or dataset.scenes[example.scene].scenario not in wanted:
-            continue
-        # A navigation line names a side too ("turn left in 50 m"); mirroring the scene without it
-        # would pair a left turn with a right-hand road.
-        if no_instruction not in example.prompt:
-            raise DatasetError(f"cannot mirror {dataset.scenes[example.scene].rel} at {example.newest_ms:.0f} ms: "
-                               "its prompt has a navigation instruction, whose side mirroring would contradict")
-        twins.append(mirrored(example, index))
+    twins = [mirrored(example, index) for index, example in enumerate(dataset.examples)
+             if example.mirror_of is None and dataset.scenes[example.scene].scenario in wanted]
     return dataclasses.replace(dataset, examples=[*dataset.examples, *twins])

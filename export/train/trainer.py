@@ -69,6 +69,9 @@ class TrainConfig:
     # the nudges altogether (half the draws per side) and swapped the turns' sides, 79.5% on the
     # validation scenes against 83.6% without (docs/QUALITY.md, run AJ).
     mirror_scenarios: tuple[str, ...] = ()
+    # How mirrored clips are drawn: "shared" (above) or "own" (the mirrored scenes weighed as scenarios
+    # of their own: each answer of a mirrored scenario gets a full group's draws).
+    mirror_draws: str = "shared"
     # With scenario_action groups an action seen in one scenario only (turn_left, the nudges) gets one
     # group's share while keep_speed gets a dozen; this multiplies each clip's weight by
     # (number of scenarios with its action) ** -action_balance. Off by default: on the held-out scenes
@@ -301,16 +304,26 @@ def balance_group(dataset: ClipDataset, example: Example, balance_by: str) -> tu
     raise ValueError(f"balance_by must be one of {BALANCE_GROUPS}, not {balance_by!r}")
 
 
+MIRROR_DRAWS = ("shared", "own")
+
+
 def sample_weights(dataset: ClipDataset, balance: float, balance_by: str = "scenario_action",
-                   action_balance: float = 0.0) -> np.ndarray:
+                   action_balance: float = 0.0, mirror_draws: str = "shared") -> np.ndarray:
     """Per-clip sampling probability: count(group) ** -balance * scenarios(action) ** -action_balance,
     normalised (scenarios(action): how many scenarios have clips with that target action); counts are
-    over the clips as recorded."""
-    # A mirrored clip (export.train.mirror) is weighed as its original and shares the original's
-    # weight with it: mirroring changes which way round a clip is seen, not how often it is drawn.
-    origin = [i if ex.mirror_of is None else ex.mirror_of for i, ex in enumerate(dataset.examples)]
+    over the clips as recorded, or with mirror_draws="own" over every clip, mirrored ones included."""
+    # "shared": a mirrored clip (export.train.mirror) is weighed as its original and shares the
+    # original's weight with it: mirroring changes which way round a clip is seen, not how often it is
+    # drawn. "own": the mirrored clips are groups of their own, as if the mirrored scenes were more
+    # scenarios, so every answer of a mirrored scenario gets a full group's draws and inside it the
+    # answers stay even (nudge_right and keep_speed of the mirrored cyclist weigh the same).
+    if mirror_draws not in MIRROR_DRAWS:
+        raise ValueError(f"mirror_draws must be one of {MIRROR_DRAWS}, not {mirror_draws!r}")
+    own = mirror_draws == "own"
+    origin = [i if ex.mirror_of is None or own else ex.mirror_of for i, ex in enumerate(dataset.examples)]
     views = Counter(origin)
-    groups = {i: balance_group(dataset, dataset.examples[i], balance_by) for i in sorted(views)}
+    groups = {i: balance_group(dataset, dataset.examples[i], balance_by)
+              + (("mirrored",) if dataset.examples[i].mirror_of is not None else ()) for i in sorted(views)}
     counts = Counter(groups.values())
     scenarios: dict[str, set[str]] = {}
     for i in groups:
@@ -325,7 +338,7 @@ def sample_weights(dataset: ClipDataset, balance: float, balance_by: str = "scen
 def batch_plan(dataset: ClipDataset, config: TrainConfig) -> list[list[int]]:
     """Every step's example indices, fixed by the seed before training starts."""
     rng = np.random.default_rng(config.seed if config.decoder_seed is None else config.decoder_seed)
-    p = sample_weights(dataset, config.balance, config.balance_by, config.action_balance)
+    p = sample_weights(dataset, config.balance, config.balance_by, config.action_balance, config.mirror_draws)
     return [rng.choice(len(dataset.examples), size=config.batch_size, replace=False, p=p).tolist()
             for _ in range(config.steps)]
 
@@ -430,7 +443,7 @@ def pretrain_vision(model, head, dataset: ClipDataset, config: TrainConfig, prog
     params = list(visual.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.vision_lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     rng = np.random.default_rng([config.seed, 1])
-    p = sample_weights(dataset, config.balance, config.balance_by, config.action_balance)
+    p = sample_weights(dataset, config.balance, config.balance_by, config.action_balance, config.mirror_draws)
     pos_weight = aux_pos_weight(dataset, p, config.aux_balance)
     schedule = TrainConfig(steps=config.vision_steps, lr=config.vision_lr, warmup_steps=config.warmup_steps,
                            min_lr_ratio=config.min_lr_ratio)
@@ -587,6 +600,17 @@ def save_checkpoint(model, out_dir: Path, init_seed: int, training: dict) -> Pat
     return out_dir
 
 
+def training_machine(threads: int) -> dict[str, object]:
+    """What decides the float rounding, so whoever re-runs the command knows whether to expect the
+    same bits: the same command on another CPU (or another kernel path of torch's: AVX2, AVX512) gives
+    a model of the same recipe, not the same model (docs/QUALITY.md)."""
+    import torch
+
+    from edge.benchreport import cpu_name
+
+    return {"cpu": cpu_name(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": threads}
+
+
 def tool_versions() -> dict[str, str]:
     import importlib.metadata
 
@@ -656,7 +680,7 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
                    "seconds": round(result.seconds, 1),
                    "loss_first": result.losses[0] if result.losses else None,
                    "loss_last_20_mean": float(np.mean(result.losses[-20:])) if result.losses else None},
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": config.threads},
+        "machine": training_machine(config.threads),
         "tools": tool_versions(),
     }
     for stale in out.glob("*") if out.is_dir() else []:

@@ -271,6 +271,13 @@ def test_train_command_line_maps_onto_train_config():
     assert set(_CONFIG_OPTIONS) <= set(TrainConfig.__dataclass_fields__)
 
 
+def test_train_summary_line_copes_with_a_phase_of_no_steps():
+    from export.train.cli import _loss_summary
+
+    assert _loss_summary([], "decoder") == "no decoder steps"  # `edge train --steps 0`: phase 1 only
+    assert _loss_summary([2.0, 1.0, 0.5], "vision") == "vision loss 2.000 -> 1.167 (mean of the last 3)"
+
+
 def test_cost_options_give_the_same_loss_and_gradients(dataset, tmp_path):
     """`shared_prefix` (the common prompt prefix run once per batch, its KV cache shared) and
     `patch_embed_as_matmul` change what a step costs, not what it computes: same loss, same

@@ -79,9 +79,37 @@ def test_a_mirrored_clip_shares_its_originals_sampling_weight(dataset):
     assert ("cyclist_nudge", "nudge_right") in groups
 
 
-def test_mirroring_refuses_clips_with_a_navigation_instruction_and_unknown_scenarios(dataset):
-    with pytest.raises(DatasetError, match="navigation instruction"):
-        with_mirrored_clips(dataset, ["turn_right"])
+def test_with_own_draws_a_mirrored_answer_is_a_group_of_its_own(dataset):
+    mirrored = with_mirrored_clips(dataset, ["cyclist_nudge"])
+    p = sample_weights(mirrored, 1.0, mirror_draws="own")
+    mass: dict[tuple[str, ...], float] = {}
+    for ex, weight in zip(mirrored.examples, p, strict=True):
+        group = (*balance_group(mirrored, ex, "scenario_action"), ex.mirror_of is not None)
+        mass[group] = mass.get(group, 0.0) + weight
+    # The mirrored cyclist is a scenario of its own: its nudge_right and its keep_speed each weigh as
+    # much as the recorded nudge_left and keep_speed, and as every other (scenario, answer) group.
+    assert {("cyclist_nudge", "nudge_right", True), ("cyclist_nudge", "keep_speed", True),
+            ("cyclist_nudge", "nudge_left", False), ("cyclist_nudge", "keep_speed", False)} <= set(mass)
+    assert list(mass.values()) == pytest.approx([1 / len(mass)] * len(mass))
+    with pytest.raises(ValueError, match="mirror_draws"):
+        sample_weights(mirrored, 1.0, mirror_draws="half")
+
+
+def test_a_mirrored_turn_swaps_the_navigation_line_too(dataset):
+    mirrored = with_mirrored_clips(dataset, ["turn_right"])
+    n = len(dataset.examples)
+    instructed = [twin for twin in mirrored.examples[n:]
+                  if "Navigation: turn right" in dataset.examples[twin.mirror_of].prompt]
+    assert instructed, "the turn_right scene must have clips with its instruction"
+    for twin in instructed:
+        original = dataset.examples[twin.mirror_of]
+        head, nav_line = original.prompt.rsplit("<|vision_end|>", 1)
+        assert twin.prompt == head + "<|vision_end|>" + nav_line.replace("right", "left")
+        assert "Navigation: turn left" in twin.prompt
+        assert twin.action is MetaAction(swap_sides(original.action.value))
+
+
+def test_mirroring_refuses_unknown_scenarios(dataset):
     with pytest.raises(DatasetError, match="no scenes of that scenario"):
         with_mirrored_clips(dataset, ["stalled_car_nudge_right"])
     assert with_mirrored_clips(dataset, []) is dataset
@@ -95,6 +123,9 @@ def test_mirror_option_reaches_train_config():
                                       "--mirror", "red_light,cyclist_nudge"])
     assert config_from_args(args).mirror_scenarios == tuple(sorted({*LANE_EDGE, "red_light"}))
     assert config_from_args(build_parser().parse_args(["train", "--scenes", "s", "--out", "o"])).mirror_scenarios == ()
+    own = build_parser().parse_args(["train", "--scenes", "s", "--out", "o", "--mirror", "lane_edge",
+                                     "--mirror-draws", "own"])
+    assert config_from_args(own).mirror_draws == "own"
 
 
 def test_training_records_the_mirrored_clips(dataset, tmp_path: Path):
@@ -112,3 +143,9 @@ def test_training_records_the_mirrored_clips(dataset, tmp_path: Path):
     assert training["data"]["mirrored_clips"] == cyclist_clips
     assert training["data"]["clips"] == len(dataset.examples) + cyclist_clips
     assert training["config"]["mirror_scenarios"] == ["cyclist_nudge"]
+    assert training["config"]["mirror_draws"] == "shared"
+    # And what decides the float rounding, so a re-run knows whether to expect the same bits.
+    import torch
+
+    assert training["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert training["machine"]["cpu"] and training["machine"]["threads"] == config.threads
