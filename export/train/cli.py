@@ -153,10 +153,11 @@ def register(subparsers) -> None:
                        help="the groups --balance evens out")
     train.add_argument("--mirror", action="append", metavar="SCENARIO[,SCENARIO...]",
                        help="also train these scenarios' clips mirrored left-right, left and right swapped in the "
-                            "answer (repeatable; lane_edge: the cyclist, stalled car, cones and roadworks scenarios)")
+                            "answer and the navigation line (repeatable; lane_edge: the cyclist, stalled car, cones and "
+                            "roadworks scenarios; nav_sided: the turns and the exit; sided: both)")
     train.add_argument("--mirror-draws", choices=["shared", "own"],
-                       help="shared: a mirrored clip shares its original's draws (default); own: it is drawn as a "
-                            "clip of its own, so a mirrored answer new to its scenario gets a full group's draws")
+                       help="shared: a mirrored clip shares its original's draws (default); own: the mirrored "
+                            "scenes are drawn as scenarios of their own, each answer with a full group's draws")
     train.add_argument("--action-balance", type=float,
                        help="extra weight scenarios(action) ** -X for actions that few scenarios have")
     train.add_argument("--aux-balance", type=float,

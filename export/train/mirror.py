@@ -15,8 +15,9 @@ new sense of "left" leak into the turns (docs/QUALITY.md, run AJ).
 
 By default each mirrored clip shares its original's sampling weight (export.train.trainer
 .sample_weights): mirroring decides which way round a drawn clip is seen, not how often its scenario is
-drawn; `--mirror-draws own` draws mirrored clips as clips of their own instead. Off by default: it
-has not paid off yet (docs/QUALITY.md, runs AH, AI and AJ).
+drawn; `--mirror-draws own` draws the mirrored scenes as scenarios of their own instead. Off by
+default: it has not paid off (docs/QUALITY.md, runs AH-AJ, AM, AN: over several batch orders no
+mirroring beats the plain recipe on the validation scenes).
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ from export.train.dataset import ClipDataset, DatasetError, Example
 LANE_EDGE = ("cones_change_left", "cyclist_nudge", "roadworks_keep_lane", "stalled_car_nudge_right")
 # The scenarios whose side the navigation instruction names; their mirror swaps it in the nav line.
 NAV_SIDED = ("highway_exit", "turn_left_night", "turn_right")
-# `--mirror lane_edge` (or `sided`: both) names that group.
+# `--mirror lane_edge`, `nav_sided` or `sided` (both) name these groups.
 GROUPS = {"lane_edge": LANE_EDGE, "nav_sided": NAV_SIDED, "sided": LANE_EDGE + NAV_SIDED}
 
 _SIDE = re.compile(r"left|right")
-
 
 
 def swap_sides(text: str) -> str:

@@ -64,13 +64,13 @@ class TrainConfig:
     balance: float = 1.0
     balance_by: str = "scenario_action"  # or "action"
     # Scenarios whose clips are also trained left-right mirrored, with left and right swapped in the
-    # answer (export.train.mirror; `--mirror lane_edge`), in both phases; each mirrored clip shares its
-    # original's sampling weight. Off by default: over three batch orders the lane-edge mirror stopped
-    # the nudges altogether (half the draws per side) and swapped the turns' sides, 79.5% on the
-    # validation scenes against 83.6% without (docs/QUALITY.md, run AJ).
+    # answer and the navigation line (export.train.mirror; `--mirror lane_edge`), in both phases. Off by
+    # default: on the validation scenes the lane-edge mirror averaged 79.5% over three batch orders with
+    # shared draws (no nudges at all, the turns' sides swapped) and 82.5% with its own draws, the plain
+    # recipe's average; mirroring the turns too lost six points more (docs/QUALITY.md, AJ, AM, AN).
     mirror_scenarios: tuple[str, ...] = ()
-    # How mirrored clips are drawn: "shared" (above) or "own" (the mirrored scenes weighed as scenarios
-    # of their own: each answer of a mirrored scenario gets a full group's draws).
+    # How mirrored clips are drawn: "shared" (each shares its original's sampling weight) or "own" (the
+    # mirrored scenes weighed as scenarios of their own: each answer gets a full group's draws).
     mirror_draws: str = "shared"
     # With scenario_action groups an action seen in one scenario only (turn_left, the nudges) gets one
     # group's share while keep_speed gets a dozen; this multiplies each clip's weight by
@@ -311,7 +311,8 @@ def sample_weights(dataset: ClipDataset, balance: float, balance_by: str = "scen
                    action_balance: float = 0.0, mirror_draws: str = "shared") -> np.ndarray:
     """Per-clip sampling probability: count(group) ** -balance * scenarios(action) ** -action_balance,
     normalised (scenarios(action): how many scenarios have clips with that target action); counts are
-    over the clips as recorded, or with mirror_draws="own" over every clip, mirrored ones included."""
+    over the clips as recorded, or with mirror_draws="own" over every clip, the mirrored ones in groups
+    of their own."""
     # "shared": a mirrored clip (export.train.mirror) is weighed as its original and shares the
     # original's weight with it: mirroring changes which way round a clip is seen, not how often it is
     # drawn. "own": the mirrored clips are groups of their own, as if the mirrored scenes were more
