@@ -96,6 +96,7 @@ def test_report_files_are_written_and_images_are_real(tiny_bundle, models, scene
                           models=models, out_dir=out)
     report = json.loads((out / "report.json").read_text())
     assert report["advice_count"] == len(result.advice)
+    assert report["lost_cycles"] == []  # every published advice reached the recording planner
     assert set(report["stages"]) >= {"encode", "prefill", "decode", "total"}
     assert 0.0 <= report["accuracy"] <= 1.0 and "confusion" in report
     for png in ("stages.png", "timeline.png"):
