@@ -18,10 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.manifest import BundleManifest, load_bundle
 from export.train.dataset import Scene, find_scenes
-from sim.labels import load_labels, window_at
+from sim.labels import LabelWindow, load_labels, window_at
+
+if TYPE_CHECKING:
+    from sim.replay import ReplayResult
 
 REPORT_NAME = "eval"
 # Most precise first: the reference combination is the first that exists.
@@ -66,7 +70,8 @@ class SceneRun:
     lost: int = 0  # cycles whose advice the recording planner did not receive (judged as no advice)
 
 
-def judge_cycles(result, windows) -> tuple[list[str], list[float], list[bool | None], int]:
+def judge_cycles(result: ReplayResult, windows: list[LabelWindow]
+                 ) -> tuple[list[str], list[float], list[bool | None], int]:
     """Per cycle the loop ran: the action the planner received (or no_advice), the newest frame's
     video time, whether the label window there accepts it, and how many cycles' advice was lost."""
     actions, times, correct = [], [], []
