@@ -54,16 +54,20 @@ class ReplayedCycle:
 class ReplayResult:
     advice: list[ActionAdvice]  # as the planner received them
     status: list[Status]
-    video_times_ms: list[float]  # per received advice
+    fps: float  # the video's, to place a frame id on its time line
     wall_s: float
     video_duration_ms: float | None
     report: ReportFiles | None = None
     outcomes: list[CycleOutcome] = field(default_factory=list)  # every cycle the loop ran
-    fps: float | None = None
 
     @property
     def accuracy(self) -> float | None:
         return None if self.report is None else self.report.report.get("accuracy")
+
+    @property
+    def video_times_ms(self) -> list[float]:
+        """Per received advice, the video time of its newest frame."""
+        return [_video_time_ms(a, self.fps) for a in self.advice]
 
     def cycles(self) -> list[ReplayedCycle]:
         """Every cycle the loop ran, in order, matched by cycle number with what the planner
@@ -71,7 +75,7 @@ class ReplayResult:
         the way (or still in flight when the drain gave up) counts as a cycle without advice, not
         as a cycle that never happened."""
         received = {a.cycle: a for a in self.advice}
-        return [ReplayedCycle(o.advice.cycle, _video_time_ms(o.advice, self.fps or 0.0), received.get(o.advice.cycle))
+        return [ReplayedCycle(o.advice.cycle, _video_time_ms(o.advice, self.fps), received.get(o.advice.cycle))
                 for o in self.outcomes]
 
     @property
@@ -287,11 +291,8 @@ def _replay_stepped(config, models, video, nav_events, mode, max_cycles, on_cycl
         finally:
             timeline.close()
             planner.close()
-    fps = stepper.fps
-    duration = stepper.duration_ms
-    advice = planner.advice
-    return ReplayResult(advice, planner.status, [_video_time_ms(a, fps) for a in advice],
-                        time.monotonic() - started, duration, outcomes=outcomes, fps=fps)
+    return ReplayResult(planner.advice, planner.status, stepper.fps, time.monotonic() - started, stepper.duration_ms,
+                        outcomes=outcomes)
 
 
 def _replay_realtime(config, models, video, nav_events, speed, max_cycles, on_cycle) -> ReplayResult:
@@ -327,8 +328,6 @@ def _replay_realtime(config, models, video, nav_events, speed, max_cycles, on_cy
             nav_thread.join(timeout=2)
             timeline.close()
             planner.close()
-    advice = planner.advice
     ended = capture.status()
     duration = ended.last_frame_id * 1000.0 / fps if ended.last_frame_id is not None else None
-    return ReplayResult(advice, planner.status, [_video_time_ms(a, fps) for a in advice],
-                        time.monotonic() - started, duration, outcomes=outcomes, fps=fps)
+    return ReplayResult(planner.advice, planner.status, fps, time.monotonic() - started, duration, outcomes=outcomes)

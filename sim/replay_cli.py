@@ -39,8 +39,9 @@ def _main(args: argparse.Namespace) -> int:
     )
     report = result.report.report if result.report else {}
     summary = f"{len(result.advice)} advice in {result.wall_s:.1f} s ({args.mode})"
-    if result.lost_cycles:
-        summary += f"; {len(result.lost_cycles)} published but not received: cycles {result.lost_cycles}"
+    lost = result.lost_cycles
+    if lost:
+        summary += f"; {len(lost)} published but not received: cycles {lost}"
     if report.get("accuracy") is not None:
         summary += f"; meta-action accuracy {report['accuracy']:.1%} against {labels}"
     print(summary, file=sys.stderr)

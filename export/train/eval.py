@@ -75,14 +75,16 @@ def judge_cycles(result: ReplayResult, windows: list[LabelWindow]
     """Per cycle the loop ran: the action the planner received (or no_advice), the newest frame's
     video time, whether the label window there accepts it, and how many cycles' advice was lost."""
     actions, times, correct = [], [], []
+    lost = 0
     for cycle in result.cycles():
         message = cycle.received
+        lost += message is None
         action = message.advice.action.value if message is not None and message.advice is not None else NO_ADVICE
         actions.append(action)
         times.append(cycle.video_time_ms)
         window = window_at(windows, cycle.video_time_ms)
         correct.append(None if window is None else (action != NO_ADVICE and window.accepts(action)))
-    return actions, times, correct, len(result.lost_cycles)
+    return actions, times, correct, lost
 
 
 def run_scene(bundle_dir: Path, scene: Scene, config, models) -> SceneRun:

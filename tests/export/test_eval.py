@@ -102,8 +102,8 @@ def test_a_cycle_whose_advice_never_arrived_counts_as_no_advice_not_as_missing()
 
     published = [_published(0, 15, MetaAction.KEEP_SPEED), _published(1, 20, MetaAction.STOP),
                  _published(2, 25, MetaAction.STOP), _published(3, 30, None)]
-    result = ReplayResult(advice=[published[2], published[0], published[3]], status=[], video_times_ms=[],
-                          wall_s=0.0, video_duration_ms=None, fps=10.0,
+    result = ReplayResult(advice=[published[2], published[0], published[3]], status=[], fps=10.0,
+                          wall_s=0.0, video_duration_ms=None,
                           outcomes=[CycleOutcome(advice=a, stages_ms={}, cycle_wall_ms=1.0) for a in published])
     windows = [LabelWindow(0, 2000, (MetaAction.KEEP_SPEED,), (), Urgency.LOW, None, "road clear", "test"),
                LabelWindow(2000, 5000, (MetaAction.STOP,), (Hazard.RED_LIGHT,), Urgency.HIGH, None, "red light", "test")]
