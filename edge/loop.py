@@ -165,7 +165,7 @@ class AdviceLoop:
     def offer_nav(self, message: NavInstruction) -> bool:
         accepted = self.nav.offer(message, self.parts.clock.mono_ns())
         if not accepted:
-            self.telemetry.event("nav_refused", f"nav {message.nav_id} refused: {self.nav.refused.most_common(1)}")
+            self.telemetry.event("nav_refused", f"nav {message.nav_id} refused: {self.nav.last_refusal}")
         return accepted
 
     # -- one cycle ----------------------------------------------------------------------------

@@ -4,8 +4,10 @@ Navigation is a slow, untrusted input. Only its structured fields (maneuver, dis
 the prompt, through a fixed template with bucketed distances, so that small distance changes
 do not change the prompt every cycle and the model sees a small closed set of phrasings. The
 free-text road name is checked against a narrow character set; a message whose text could
-close the template or carry instructions is refused as a whole and counted, never "cleaned"
-into something the sender did not say.
+close the template, carry instructions, or say where and when to go is refused as a whole and
+counted, never "cleaned" into something the sender did not say. The last matters as much as
+injection: "Turn left in 80 m" as the road name of a turn_right instruction would put both sides
+and an unbucketed distance into the prompt, and only the structured fields may say those.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ _ROAD_NAME_OK = re.compile(r"^[A-Za-z0-9 .,'/&()-]*$")
 # Phrases that try to talk to the model rather than name a road.
 _INSTRUCTION_WORDS = re.compile(
     r"\b(ignore|disregard|instruction|instructions|system|assistant|prompt|respond|output|json)\b",
+    re.IGNORECASE,
+)
+# What only the structured fields may say: a manoeuvre, a side, a distance. Real road names
+# rarely hold these words ("Turnpike", "Exit 12B" and "Straightway" pass: whole words only).
+_MANEUVER_WORDS = re.compile(
+    r"\b(left|right|turn|u-turn|keep|merge|continue|straight|arrive|arrived|destination|now)\b",
+    re.IGNORECASE,
+)
+_DISTANCE = re.compile(
+    r"\b\d+(?:[.,]\d+)?\s*(?:m|km|ft|mi|yd|meters?|metres?|kilometers?|kilometres?|feet|miles?|yards?)\b",
     re.IGNORECASE,
 )
 
@@ -64,6 +76,10 @@ def check_road_name(text: str) -> str:
         raise NavRefused("nav_injection", f"text has characters outside a road name: {bad[:5]!r}")
     if _INSTRUCTION_WORDS.search(text):
         raise NavRefused("nav_injection", "text reads like an instruction, not a road name")
+    if _MANEUVER_WORDS.search(text) or _DISTANCE.search(text):
+        raise NavRefused("nav_text_conflict",
+                         f"text {text!r} reads like a manoeuvre or a distance; only the maneuver and "
+                         "distance_m fields may say where and when, the text names the road")
     return text
 
 
@@ -73,9 +89,9 @@ def nav_sentence(nav: NavInstruction | None) -> str:
         return "Navigation: no instruction."
     phrase = MANEUVER_PHRASES[nav.maneuver]
     road = check_road_name(nav.text)
-    where = f" onto {road}" if road and nav.maneuver is not Maneuver.ARRIVE else ""
     if nav.maneuver is Maneuver.CONTINUE:
-        return f"Navigation: {phrase}{where}."
+        return f"Navigation: {phrase}{f' on {road}' if road else ''}."
+    where = f" onto {road}" if road and nav.maneuver is not Maneuver.ARRIVE else ""
     return f"Navigation: {phrase}{where} in {bucket_distance(nav.distance_m)}."
 
 
@@ -92,6 +108,7 @@ class NavState:
 
     max_ttl_ms: int = 120_000
     refused: Counter[str] = field(default_factory=Counter)
+    last_refusal: NavRefused | None = None
     expired: int = 0
     _held: _Held | None = None
 
@@ -101,6 +118,7 @@ class NavState:
             check_road_name(message.text)
         except NavRefused as exc:
             self.refused[exc.kind] += 1
+            self.last_refusal = exc
             return False
         ttl_ms = min(message.ttl_ms, self.max_ttl_ms)
         self._held = _Held(message, now_mono_ns, now_mono_ns + ttl_ms * 1_000_000)

@@ -563,24 +563,6 @@ class Nav(Behaviour):
                 return Situation(p, (A.STOP, A.PULL_OVER), (), U.LOW, "arrived at the destination", "nav")
         return None
 
-    def text(self, dist: float) -> str:
-        if self.spec.text:
-            return self.spec.text
-        m = self.spec.maneuver
-        verb = {
-            "continue": "Continue",
-            "turn_left": "Turn left",
-            "turn_right": "Turn right",
-            "keep_left": "Keep left",
-            "keep_right": "Keep right",
-            "exit_left": "Take the exit on the left",
-            "exit_right": "Take the exit on the right",
-            "arrive": "Destination on the right",
-        }[m]
-        if m == "continue":
-            return f"{verb} for {dist:.0f} m"
-        return f"{verb} now" if dist < 5 else f"{verb} in {dist:.0f} m"
-
     def nav_messages(self, s_at: Any) -> list[dict[str, Any]]:
         if not self.armed:
             return []
@@ -602,7 +584,7 @@ class Nav(Behaviour):
                 "nav_id": f"{self.nav_prefix}.{k}",
                 "maneuver": Maneuver(self.spec.maneuver).value,
                 "distance_m": round(dist, 1),
-                "text": self.text(dist),
+                "text": self.spec.text,
                 "ttl_ms": ttl_ms,
             })
             if dist <= 0.0:

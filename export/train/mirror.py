@@ -57,8 +57,8 @@ def expand_scenarios(names: Iterable[str]) -> tuple[str, ...]:
 def mirrored_prompt(prompt: str) -> str:
     """The prompt with the navigation line's sides swapped ("turn left" <-> "turn right"). The nav
     line is the text after the last frame pair, so the system prompt and the visual part stay as
-    they are; every side word in it is swapped, the instruction's free text too (the built-in
-    scenes send "Turn right in 110 m" there, and the runtime admits it as the road name)."""
+    they are; every side word in it is swapped (the road name cannot hold one: the runtime refuses
+    a name that says a side)."""
     head, sep, tail = prompt.rpartition(PromptTemplate.pair_close())
     if not sep:
         raise ValueError("a training prompt has at least one frame pair")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge.messages import Hazard, MetaAction, NavInstruction
+from edge.nav import check_road_name
 from sim.drive import simulate
 from sim.labels import label_windows, load_labels, load_nav, window_at
 from sim.render import SceneRenderer
@@ -187,7 +188,10 @@ def test_nav_timelines_validate_and_count_down(rendered):
     lines = nav_lines(drive)
     assert len(lines) >= 3
     for line in lines:
-        NavInstruction(**{k: v for k, v in line.items() if k != "at_ms"})
+        message = NavInstruction(**{k: v for k, v in line.items() if k != "at_ms"})
+        # The text is the road's name, the same at every update, and the runtime admits it: the
+        # distance and the side travel only in the structured fields.
+        assert check_road_name(message.text) == "Harbor Road"
     distances = [line["distance_m"] for line in lines]
     assert distances == sorted(distances, reverse=True)
     assert lines[0]["at_ms"] == 1000 and lines[0]["maneuver"] == "turn_right"
