@@ -1,6 +1,6 @@
 """`edge train` and `edge eval` (workstation side: torch/transformers are imported inside).
 
-    edge train --render train --scenes scenes/train --out models/default --seed 0 --decoder-seed 1
+    edge train --render train --scenes scenes/train --out models/default --seed 0 --decoder-seed 3 --batch-size 16
       (--render train == `edge scene --scenario all --seeds 0,1 --variant all --out scenes/train` first)
     edge eval --scenes scenes/heldout --out eval.json            # the built-in default bundle
     edge eval --bundle B --scenes scenes/heldout --out eval.json --precision int8+q4_k_m

@@ -47,8 +47,12 @@ class TrainConfig:
     # of them on the validation scenes, and this records which one.
     decoder_seed: int | None = None
     init_seed: int = 0  # make_tiny_checkpoint seed of the starting weights
-    steps: int = 320  # phase 2; with the cost options below, 250 + 320 steps take ~15 min on 2 cores
-    batch_size: int = 8
+    steps: int = 320  # phase 2; 250 + 320 steps take ~13.5 min on 2 AVX-512 cores (docs/QUALITY.md)
+    # 16 clips per decoder step: twice the decoder compute of 8, which the 15-minute budget affords on
+    # the AVX-512 CPU this project trains on (about 25 min on an older AVX2 one). Over six batch
+    # orders on the validation scenes 84.1% against batch 8's 82.5% over seven; 400 steps at batch 16
+    # or lr 3e-3 with it did not help (one run each; docs/QUALITY.md, AO, AR-AT).
+    batch_size: int = 16
     # 2e-3: over three batch orders 83.6% on the validation scenes (held out: 84.1%), against 3e-3's
     # 81.0% (81.0%) and 1.5e-3's 82.9%; one run at 6e-3 lost about ten points (docs/QUALITY.md).
     lr: float = 2e-3
