@@ -180,7 +180,8 @@ class ActionAdvice(WireMessage):
 
 class NavInstruction(WireMessage):
     """Inbound navigation instruction. Only the structured fields steer the prompt; ``text`` is
-    bounded here and sanitised again before it reaches the model."""
+    the name of the road the manoeuvre leads onto, bounded here and checked again before it
+    reaches the model: a name that says a side, a manoeuvre or a distance is refused."""
 
     TOPIC: ClassVar[str] = TOPIC_NAV
 
