@@ -38,12 +38,20 @@ NAV_SIDED = ("highway_exit", "turn_left_night", "turn_right")
 # `--mirror lane_edge`, `nav_sided` or `sided` (both) name these groups.
 GROUPS = {"lane_edge": LANE_EDGE, "nav_sided": NAV_SIDED, "sided": LANE_EDGE + NAV_SIDED}
 
+# Inside words too: the answer spells sides as part of action names ("nudge_left").
 _SIDE = re.compile(r"left|right")
+# Whole words only: the navigation line says "turn left", and a road name may hold a side inside
+# a word ("Wheelwright Road"), which the runtime admits and the mirror must leave alone.
+_SIDE_WORD = re.compile(r"\b(?:left|right)\b")
+
+
+def _other_side(match: re.Match) -> str:
+    return "right" if match.group() == "left" else "left"
 
 
 def swap_sides(text: str) -> str:
     """Every 'left' becomes 'right' and every 'right' becomes 'left' (in action names too)."""
-    return _SIDE.sub(lambda m: "right" if m.group() == "left" else "left", text)
+    return _SIDE.sub(_other_side, text)
 
 
 def expand_scenarios(names: Iterable[str]) -> tuple[str, ...]:
@@ -57,12 +65,12 @@ def expand_scenarios(names: Iterable[str]) -> tuple[str, ...]:
 def mirrored_prompt(prompt: str) -> str:
     """The prompt with the navigation line's sides swapped ("turn left" <-> "turn right"). The nav
     line is the text after the last frame pair, so the system prompt and the visual part stay as
-    they are; every side word in it is swapped (the road name cannot hold one: the runtime refuses
-    a name that says a side)."""
+    they are; every side word in it is swapped, and only whole words (a road name cannot say a
+    side - the runtime refuses that - but "Wheelwright Road" holds one inside a word)."""
     head, sep, tail = prompt.rpartition(PromptTemplate.pair_close())
     if not sep:
         raise ValueError("a training prompt has at least one frame pair")
-    return head + sep + swap_sides(tail)
+    return head + sep + _SIDE_WORD.sub(_other_side, tail)
 
 
 def mirrored(example: Example, index: int) -> Example:

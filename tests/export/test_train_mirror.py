@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 from edge.grammar import parse_advice
 from edge.messages import MetaAction
 from export.train.dataset import DatasetError, load_dataset
-from export.train.mirror import LANE_EDGE, expand_scenarios, swap_sides, with_mirrored_clips
+from export.train.mirror import LANE_EDGE, expand_scenarios, mirrored_prompt, swap_sides, with_mirrored_clips
 from export.train.targets import END_OF_TURN
 from export.train.trainer import balance_group, sample_weights
 
@@ -107,6 +107,12 @@ def test_a_mirrored_turn_swaps_the_navigation_line_too(dataset):
         assert twin.prompt == head + "<|vision_end|>" + nav_line.replace("right", "left")
         assert "Navigation: turn left" in twin.prompt
         assert twin.action is MetaAction(swap_sides(original.action.value))
+
+
+def test_a_mirrored_navigation_line_keeps_the_road_name():
+    """The nav line's sides are words; a road name holding 'right' inside a word stays as it is."""
+    prompt = "<|vision_start|>...<|vision_end|>Navigation: turn right onto Wheelwright Road in 50 m."
+    assert mirrored_prompt(prompt) == "<|vision_start|>...<|vision_end|>Navigation: turn left onto Wheelwright Road in 50 m."
 
 
 def test_mirroring_refuses_unknown_scenarios(dataset):
