@@ -429,6 +429,8 @@ class Nav(Behaviour):
 
     TURN_SPEED = 5.0
     TURN_DECEL = 1.6
+    RAMP_DONE_M = 50.0  # the exit is taken once the ego is this far past the ramp's start
+    NEXT_LEG_M = 1_000.0  # the route's next leg, announced after the manoeuvre (nothing more happens in a scene)
 
     def __init__(self, spec: Any, ctx: DriveContext, jitter: float, rng: Any, nav_prefix: str) -> None:
         super().__init__(spec, ctx, jitter, rng)
@@ -550,7 +552,7 @@ class Nav(Behaviour):
             if 0 < dist <= self.change_start and not settled:
                 return Situation(p, (change_action(d), A.DECELERATE), (), U.MEDIUM if dist < 80 else U.LOW,
                                  f"exit ahead on the {word(d)}, move over", "nav")
-            if settled and -50 <= dist <= 60:
+            if settled and -self.RAMP_DONE_M <= dist <= 60:
                 return Situation(p, (turn_action(d), change_action(d), A.DECELERATE), (), U.LOW,
                                  f"take the exit on the {word(d)}", "nav")
             return None
@@ -563,34 +565,67 @@ class Nav(Behaviour):
                 return Situation(p, (A.STOP, A.PULL_OVER), (), U.LOW, "arrived at the destination", "nav")
         return None
 
+    def done_position(self) -> float | None:
+        """Path position past which the manoeuvre is complete: the turn's arc driven, or the exit
+        ramp 50 m behind (where its label window ends); None where nothing follows the instruction."""
+        if self.kind == "turn":
+            return self.z0 + self.arc
+        if self.kind == "ramp":
+            return self.anchor + self.RAMP_DONE_M
+        return None
+
     def nav_messages(self, s_at: Any) -> list[dict[str, Any]]:
+        """The unit's messages: the instruction re-announced every `update_every_s` with the
+        remaining distance (0 once reached) until the manoeuvre is complete, then the next leg of
+        the route - continue along the road it led onto - as a real unit moves on to the next
+        instruction. The instruction thus stays current through the whole turn or exit, as long as
+        its label window; it neither lapses mid-turn (its time to live) nor outlives the turn."""
         if not self.armed:
             return []
-        out = []
         every = self.spec.update_every_s
         ttl_ms = int(max(3 * every, 2.0) * 1000)
         duration = self.ctx.scenario.duration_s
-        k = 0
-        while True:
-            t = self.at_s + k * every
-            if t >= duration - 1e-9:
-                break
-            dist = max(self.anchor - float(s_at(t)), 0.0)
-            # A turn instruction refers to the junction; once the ego is in the turn it is done.
-            if self.kind == "turn" and float(s_at(t)) > self.z0:
-                break
+        done_at = self.done_position()
+        out: list[dict[str, Any]] = []
+
+        def announce(t: float, maneuver: str, distance_m: float) -> None:
             out.append({
                 "at_ms": round(t * 1000),
-                "nav_id": f"{self.nav_prefix}.{k}",
-                "maneuver": Maneuver(self.spec.maneuver).value,
-                "distance_m": round(dist, 1),
+                "nav_id": f"{self.nav_prefix}.{len(out)}",
+                "maneuver": maneuver,
+                "distance_m": round(max(distance_m, 0.0), 1),
                 "text": self.spec.text,
                 "ttl_ms": ttl_ms,
             })
-            if dist <= 0.0:
+
+        t = self.at_s
+        while t < duration - 1e-9:
+            s = float(s_at(t))
+            if done_at is not None and s > done_at:
                 break
-            k += 1
+            dist = max(self.anchor - s, 0.0)
+            announce(t, Maneuver(self.spec.maneuver).value, dist)
+            if dist <= 0.0 and done_at is None:
+                break
+            t = self.at_s + len(out) * every
+        if done_at is None or float(s_at(duration)) <= done_at:
+            return out
+        # The manoeuvre is done: announced at once (the previous instruction must not linger into
+        # the cruise after it), then re-announced on the unit's schedule.
+        done_t = self._first_time_past(s_at, done_at, duration)
+        t, leg_start = done_t, float(s_at(done_t))
+        while t < duration - 1e-9:
+            announce(t, Maneuver.CONTINUE.value, self.NEXT_LEG_M - (float(s_at(t)) - leg_start))
+            t += every
         return out
+
+    @staticmethod
+    def _first_time_past(s_at: Any, s_done: float, duration: float, step: float = 0.05) -> float:
+        """The first time (to `step`) the ego's path position exceeds `s_done`."""
+        t = 0.0
+        while t < duration and float(s_at(t)) <= s_done:
+            t += step
+        return round(t, 2)
 
 
 class EmergencyVehicle(Behaviour):

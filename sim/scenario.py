@@ -132,7 +132,8 @@ NavManeuver = Literal[
 class Nav(_Spec):
     """A navigation instruction; the junction, ramp or destination is built ``distance_m``
     ahead. The instruction is re-announced every ``update_every_s`` with the remaining
-    distance, as a real navigation unit does. ``text`` is the name of the road the manoeuvre
+    distance, as a real navigation unit does, until the turn or exit is complete; then the unit
+    announces the next leg (continue along that road). ``text`` is the name of the road the manoeuvre
     leads onto, as the unit shows it ("" for none); where to go and when is only in the
     structured fields, as the runtime expects."""
 

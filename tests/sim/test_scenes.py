@@ -192,10 +192,41 @@ def test_nav_timelines_validate_and_count_down(rendered):
         # The text is the road's name, the same at every update, and the runtime admits it: the
         # distance and the side travel only in the structured fields.
         assert check_road_name(message.text) == "Harbor Road"
-    distances = [line["distance_m"] for line in lines]
-    assert distances == sorted(distances, reverse=True)
+    turn = [line for line in lines if line["maneuver"] == "turn_right"]
+    distances = [line["distance_m"] for line in turn]
+    assert distances == sorted(distances, reverse=True) and distances[-1] == 0.0
     assert lines[0]["at_ms"] == 1000 and lines[0]["maneuver"] == "turn_right"
+    # Once the turn is done the unit moves on to the route's next leg, along the road turned onto.
+    after = lines[len(turn):]
+    assert after and all(line["maneuver"] == "continue" for line in after)
     assert len({line["nav_id"] for line in lines}) == len(lines)
+
+
+def _instruction_held_at(lines: list[dict], t_ms: float) -> str | None:
+    """The manoeuvre a runtime would hold at t_ms: the newest message not past its time to live."""
+    held = [line for line in lines if line["at_ms"] <= t_ms < line["at_ms"] + line["ttl_ms"]]
+    return held[-1]["maneuver"] if held else None
+
+
+@pytest.mark.parametrize("name, manoeuvre, instruction", [
+    ("turn_right", MetaAction.TURN_RIGHT, "turn_right"),
+    ("turn_left_night", MetaAction.TURN_LEFT, "turn_left"),
+    ("highway_exit", MetaAction.TURN_RIGHT, "exit_right"),
+])
+def test_the_instruction_stays_current_through_the_manoeuvre_and_not_after_it(rendered, name, manoeuvre,
+                                                                               instruction):
+    # The label asks for the manoeuvre until it is complete (the turn's arc driven, the exit taken),
+    # so the navigation line must say it that long: an instruction that lapsed mid-turn would leave
+    # only the picture to tell, and one that outlived the turn would contradict the cruise after it.
+    drive, frames = rendered[name]
+    lines = drive.nav
+    states = [s for s, _, _ in frames]
+    during = [s for s in states if s.situation.primary is manoeuvre]
+    assert during
+    assert all(_instruction_held_at(lines, s.t * 1000) == instruction for s in during)
+    after = [s for s in states if s.t > during[-1].t]
+    assert after
+    assert all(_instruction_held_at(lines, s.t * 1000) == "continue" for s in after)
 
 
 @pytest.mark.parametrize("name", ["turn_right", "highway_exit"])
