@@ -1,6 +1,7 @@
 """`edge train` and `edge eval` (workstation side: torch/transformers are imported inside).
 
-    edge train --render train --scenes scenes/train --out models/default --seed 0 --decoder-seed 3 --batch-size 16
+    edge train --render train --scenes scenes/train --out models/default --seed 0 --decoder-seed 3 --batch-size 16 \
+        --train-mergers
       (--render train == `edge scene --scenario all --seeds 0,1 --variant all --out scenes/train` first)
     edge eval --scenes scenes/heldout --out eval.json            # the built-in default bundle
     edge eval --bundle B --scenes scenes/heldout --out eval.json --precision int8+q4_k_m
@@ -23,7 +24,8 @@ def _to_stderr(line: str) -> None:
 
 # TrainConfig fields settable from the command line (defaults: export.train.trainer.TrainConfig).
 _CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "balance",
-                   "balance_by", "mirror_draws", "action_balance", "aux_balance", "experts_implementation", "threads")
+                   "balance_by", "mirror_draws", "action_balance", "aux_balance", "train_mergers", "experts_implementation",
+                   "threads")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -162,6 +164,9 @@ def register(subparsers) -> None:
                        help="extra weight scenarios(action) ** -X for actions that few scenarios have")
     train.add_argument("--aux-balance", type=float,
                        help="phase 1: weight each label's positives by ((1 - f) / f) ** X, f its frequency (0: off)")
+    train.add_argument("--train-mergers", action=argparse.BooleanOptionalAction, default=None,
+                       help="phase 2: also train the vision tower's output mergers (per-row MLPs; the tower's "
+                            "blocks stay frozen)")
     train.add_argument("--experts-implementation", choices=["eager", "grouped_mm"],
                        help="how transformers runs the MoE experts: the same function; grouped_mm makes a "
                             "decoder step ~20%% cheaper on the CPU (the shipped model was trained with eager)")

@@ -47,7 +47,7 @@ class TrainConfig:
     # of them on the validation scenes, and this records which one.
     decoder_seed: int | None = None
     init_seed: int = 0  # make_tiny_checkpoint seed of the starting weights
-    steps: int = 320  # phase 2; 250 + 320 steps take ~13.5 min on 2 AVX-512 cores (docs/QUALITY.md)
+    steps: int = 320  # phase 2; 250 + 320 steps take ~14.7 min on 2 AVX-512 cores (docs/QUALITY.md)
     # 16 clips per decoder step: twice the decoder compute of 8, which the 15-minute budget affords on
     # the AVX-512 CPU this project trains on (about 25 min on an older AVX2 one). Over six batch
     # orders on the validation scenes 84.1% against batch 8's 82.5% over seven; 400 steps at batch 16
@@ -99,6 +99,12 @@ class TrainConfig:
     # Phase 2 keeps the pretrained vision tower fixed: no vision backward pass (cheaper steps), and
     # the decoder's early, noisy gradients cannot wash out features that already separate the scenes.
     freeze_vision: bool = True
+    # Phase 2 also trains the tower's output mergers (merger + DeepStack mergers: per-row MLPs) while
+    # the blocks stay frozen, so the decoder's gradient can shape what each visual row carries - the
+    # rows the decoder reads were shaped only for the auxiliary head's pooled read until then. On the
+    # validation scenes 88.8% and 88.6% (batch orders 3, 0) against 87.9% frozen (order 3); ~0.4 s more
+    # per decoder step (docs/QUALITY.md, AV-AX).
+    train_mergers: bool = True
     # How transformers runs the MoE experts: "eager" loops over the experts; "grouped_mm" runs them
     # as one grouped matmul - the same function (tests check it), a decoder forward + backward
     # ~1.77 -> ~1.44 s per batch of 8 on 2 cores. The default stays "eager" because the shipped
@@ -528,6 +534,9 @@ def _optimise(model, tokenizer, dataset: ClipDataset, config: TrainConfig, progr
     if frozen:
         for p in model.model.visual.parameters():
             p.requires_grad_(False)
+        if config.train_mergers:
+            for module in (model.model.visual.merger, *model.model.visual.deepstack_merger_list):
+                module.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
     if config.aux_weight > 0 and not frozen:
         capture = VisionCapture(model.model.visual)

@@ -189,7 +189,7 @@ def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoin
     assert encoded.ids.count(video_id) == dataset.sampling.profile.tokens_per_clip
 
 
-def _short_run(dataset, tmp_path, seed: int, log=None):
+def _short_run(dataset, tmp_path, seed: int, log=None, **overrides):
     from export.tiny import make_tiny_checkpoint
     from export.train.trainer import TrainConfig, load_start_model, train_model
 
@@ -198,7 +198,7 @@ def _short_run(dataset, tmp_path, seed: int, log=None):
         make_tiny_checkpoint(init, seed=0)
     tokenizer, model = load_start_model(init, "eager")
     config = TrainConfig(seed=seed, steps=3, batch_size=1, lr=2e-3, warmup_steps=1, balance=0.0, vision_steps=2,
-                         vision_batch_size=1)
+                         vision_batch_size=1, **overrides)
     result = train_model(model, tokenizer, dataset, config, progress=False, log=log)
     return model, result
 
@@ -226,6 +226,27 @@ def test_short_training_lowers_the_loss_and_is_reproducible(dataset, tmp_path):
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
     assert state_a.keys() == state_b.keys()
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_train_mergers_lets_phase_two_shape_the_visual_rows_but_not_the_tower(dataset, tmp_path):
+    """With `train_mergers` phase 2 trains the merger and DeepStack mergers (per-row MLPs) and
+    leaves the tower's blocks, patch and position embeddings as phase 1 left them."""
+    import dataclasses
+
+    import torch
+
+    small = dataclasses.replace(dataset, examples=dataset.examples[-4:], _frames={})
+    frozen, _ = _short_run(small, tmp_path, seed=5)
+    shaped, _ = _short_run(small, tmp_path, seed=5, train_mergers=True)
+    before, after = frozen.model.visual.state_dict(), shaped.model.visual.state_dict()
+    mergers = [name for name in before if name.startswith(("merger.", "deepstack_merger_list."))]
+    assert mergers and len(mergers) < len(before)
+    # Phase 1 is the same in both runs (same seed), so any difference is phase 2's.
+    assert all(torch.equal(before[name], after[name]) for name in before if name not in mergers)
+    changed = [name for name in mergers if not torch.equal(before[name], after[name])]
+    assert {name.split(".")[0] for name in changed} == {"merger", "deepstack_merger_list"}
+    # The flag is restored: the returned model's tower can be trained again.
+    assert all(p.requires_grad for p in shaped.model.visual.parameters())
 
 
 def test_checkpoint_is_bf16_in_the_tiny_layout_with_provenance(tmp_path):
@@ -261,13 +282,15 @@ def test_train_command_line_maps_onto_train_config():
                               "--vision-steps", "90", "--batch-size", "4", "--vision-batch-size", "12", "--lr", "0.01",
                               "--balance", "0.5", "--balance-by", "action", "--action-balance", "0.25",
                               "--aux-balance", "0", "--experts-implementation", "grouped_mm", "--threads", "1",
-                              "--minutes", "9"])
+                              "--minutes", "9", "--no-train-mergers"])
     config = config_from_args(args)
     assert config.decoder_seed == 4
     assert (config.seed, config.steps, config.vision_steps, config.batch_size, config.vision_batch_size, config.lr,
             config.balance, config.balance_by, config.action_balance, config.aux_balance, config.threads,
             config.max_minutes, config.experts_implementation) == (3, 280, 90, 4, 12, 0.01, 0.5, "action", 0.25, 0.0,
                                                                    1, 9.0, "grouped_mm")
+    assert config.train_mergers is False
+    assert config_from_args(parser.parse_args(["train", "--scenes", "s", "--out", "o", "--train-mergers"])).train_mergers
     assert set(_CONFIG_OPTIONS) <= set(TrainConfig.__dataclass_fields__)
 
 
