@@ -42,9 +42,13 @@ def cache_root() -> Path:
 
 
 def checkpoint_digest(checkpoint: Path) -> str:
-    """sha256 over the bundle format, the checkpoint's config and weights (what decides the bundle)."""
+    """sha256 over the bundle format, the checkpoint's config, weights and training record (what
+    decides the bundle: the manifest carries training.json as its provenance, so the same weights
+    recorded with another command make another bundle)."""
     digest = hashlib.sha256(f"bundle format {BUNDLE_FORMAT}\n".encode())
     files = [checkpoint / "config.json", *sorted(checkpoint.glob("*.safetensors"))]
+    if (checkpoint / "training.json").is_file():  # export.bundle copies it into the manifest
+        files.append(checkpoint / "training.json")
     for path in files:
         if not path.is_file():
             raise BundleError(f"default checkpoint is incomplete: {path} is missing")

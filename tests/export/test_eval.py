@@ -53,6 +53,24 @@ def test_default_bundle_carries_its_training_provenance(default_bundle):
     assert {a.precision for a in manifest.adopted_vision("onnx")} >= {"fp32"}
 
 
+def test_the_default_bundle_is_rebuilt_when_only_the_training_record_changes(tmp_path):
+    """The bundle's manifest carries training.json, so its cache key must cover it: the same
+    weights retrained with another recorded command would otherwise keep a bundle whose provenance
+    names the old command."""
+    import shutil
+
+    from export.train.default import DEFAULT_CHECKPOINT, checkpoint_digest
+
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(DEFAULT_CHECKPOINT, copy)
+    before = checkpoint_digest(copy)
+    assert checkpoint_digest(copy) == before
+    record = json.loads((copy / "training.json").read_text())
+    record["command"] = [*record["command"], "--no-progress"]
+    (copy / "training.json").write_text(json.dumps(record))
+    assert checkpoint_digest(copy) != before
+
+
 def test_eval_report_shape_and_figures(default_bundle, heldout_scenes, tmp_path):
     from export.train.eval import evaluate
 

@@ -236,7 +236,7 @@ def test_train_mergers_lets_phase_two_shape_the_visual_rows_but_not_the_tower(da
     import torch
 
     small = dataclasses.replace(dataset, examples=dataset.examples[-4:], _frames={})
-    frozen, _ = _short_run(small, tmp_path, seed=5)
+    frozen, _ = _short_run(small, tmp_path, seed=5, train_mergers=False)
     shaped, _ = _short_run(small, tmp_path, seed=5, train_mergers=True)
     before, after = frozen.model.visual.state_dict(), shaped.model.visual.state_dict()
     mergers = [name for name in before if name.startswith(("merger.", "deepstack_merger_list."))]
