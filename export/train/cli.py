@@ -1,6 +1,6 @@
 """`edge train` and `edge eval` (workstation side: torch/transformers are imported inside).
 
-    edge train --render train --scenes scenes/train --out models/default --seed 0 --decoder-seed 3 --batch-size 16 \
+    edge train --render train --scenes scenes/train --out models/default --seed 0 --decoder-seed 0 --batch-size 16 \
         --train-mergers
       (--render train == `edge scene --scenario all --seeds 0,1 --variant all --out scenes/train` first)
     edge eval --scenes scenes/heldout --out eval.json            # the built-in default bundle

@@ -47,7 +47,7 @@ class TrainConfig:
     # of them on the validation scenes, and this records which one.
     decoder_seed: int | None = None
     init_seed: int = 0  # make_tiny_checkpoint seed of the starting weights
-    steps: int = 320  # phase 2; 250 + 320 steps take ~14.7 min on 2 AVX-512 cores (docs/QUALITY.md)
+    steps: int = 320  # phase 2; 250 + 320 steps take 13.5-14.7 min on 2 AVX-512 cores (docs/QUALITY.md)
     # 16 clips per decoder step: twice the decoder compute of 8, which the 15-minute budget affords on
     # the AVX-512 CPU this project trains on (about 25 min on an older AVX2 one). Over six batch
     # orders on the validation scenes 84.1% against batch 8's 82.5% over seven; 400 steps at batch 16
@@ -102,7 +102,7 @@ class TrainConfig:
     # Phase 2 also trains the tower's output mergers (merger + DeepStack mergers: per-row MLPs) while
     # the blocks stay frozen, so the decoder's gradient can shape what each visual row carries - the
     # rows the decoder reads were shaped only for the auxiliary head's pooled read until then. On the
-    # validation scenes 88.8% and 88.6% (batch orders 3, 0) against 87.9% frozen (order 3); ~0.4 s more
+    # validation scenes 88.8% and 88.6% (batch orders 3, 0) against 87.9% frozen (order 3); ~0.1-0.4 s more
     # per decoder step (docs/QUALITY.md, AV-AX).
     train_mergers: bool = True
     # How transformers runs the MoE experts: "eager" loops over the experts; "grouped_mm" runs them
