@@ -10,8 +10,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser as a package
+    import tomli as tomllib
 
 
 class ConfigError(ValueError):

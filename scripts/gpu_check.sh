@@ -8,7 +8,7 @@
 #   --cpu-dry-run     do every step a CPU can do, skip (and list) the GPU steps; what the tests run
 #   --wheels DIR      folder of .whl files to install offline (default: .whl in the repo root)
 #   --bundle DIR      use this bundle (copied, never changed) instead of building the tiny one
-#   --videos DIR      calibration videos (default: ../shared/data/drive, else a synthetic clip)
+#   --videos DIR      calibration videos (default: data/drive, the drives shipped with the repo)
 #   --budget-s N      overall time budget in seconds (default 480); steps that no longer fit are skipped
 #   --bench-clips N   timed clips per encoder variant (default 10; 3 in a dry run)
 # env: PYTHON (default python3)
@@ -164,8 +164,8 @@ if [ ! -f "$BUNDLE/manifest.json" ]; then
 elif "$PY" -c "import json,sys; m=json.load(open(sys.argv[1])); sys.exit(0 if any(v['precision']=='int8' and v['format']=='onnx' for v in m['vision']) else 1)" "$BUNDLE/manifest.json"; then
   skip calibrate "the bundle already holds an INT8 model"
 else
-  if [ -z "$VIDEOS" ] && ls "$REPO/../shared/data/drive/"*.mp4 >/dev/null 2>&1; then
-    VIDEOS="$REPO/../shared/data/drive"
+  if [ -z "$VIDEOS" ] && ls "$REPO/data/drive/"*.mp4 >/dev/null 2>&1; then
+    VIDEOS="$REPO/data/drive"
   fi
   if [ -z "$VIDEOS" ]; then
     # No drive videos on this machine: a synthetic moving scene keeps the pipeline honest (real

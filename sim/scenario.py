@@ -29,7 +29,6 @@ Every field is validated with a message that names the file, the event and the f
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,9 +36,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-if sys.version_info >= (3, 11):
+try:
     import tomllib
-else:  # pragma: no cover - the device image may carry Python 3.10
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser as a package
     import tomli as tomllib
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"

@@ -11,8 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The repo root's parent holds shared/ (videos are never copied into the repo).
-DRIVE_DIR = REPO_ROOT / ".." / "shared" / "data" / "drive"
+# Real recorded drives shipped with the repository (sources and licences: data/drive/SOURCES.md).
+DRIVE_DIR = REPO_ROOT / "data" / "drive"
 
 
 @pytest.fixture(scope="session")

@@ -191,7 +191,7 @@ def test_compose_simulator_and_planner(services):
     assert simulator["command"][:2] == ["edge", "sim"] and "--video" in simulator["command"]
     assert simulator["networks"]["default"]["aliases"] == ["runtime"]
     videos = next(v for v in simulator["volumes"] if v["target"] == "/videos")
-    assert videos["source"] == os.path.normpath(REPO.parent / "shared" / "data" / "drive")
+    assert videos["source"] == os.path.normpath(REPO / "data" / "drive")
     assert sorted(planner["profiles"]) == ["device", "replay"]
     assert planner["command"] == ["edge", "listen", "tcp://runtime:5555"]
     assert planner["healthcheck"]["test"][:3] == ["CMD", "edge", "health"]
@@ -256,16 +256,18 @@ def test_dockerfiles_build_llama_cpp_through_the_shared_script(platform):
 
 def test_setup_builds_llama_cpp_through_the_shared_script():
     commands = shell_commands(SETUP.read_text())
-    builds = [c for c in commands if "scripts/build_llama_wheel.sh" in c and "--print-version" not in c]
-    assert len(builds) == 1 and builds[0][builds[0].index("--target") + 1] == "native"
-    assert "GGML" not in SETUP.read_text() and "CMAKE_ARGS" not in SETUP.read_text()
+    builds = [c for c in commands if "scripts/build_llama_wheel.sh" in c and "--print-" not in " ".join(c)]
+    assert len(builds) == 1, builds  # one build step, called for the native target, then the safe one
+    text = SETUP.read_text()
+    assert 'target=native' in text and 'ensure_wheel safe' in text
+    assert "GGML" not in text and "CMAKE_ARGS" not in text
 
 
 @pytest.mark.parametrize("platform", sorted(DOCKERFILES))
 def test_dockerfile_pip_steps_are_the_setup_steps(platform):
     docker_steps = pip_steps(shell_commands(dockerfile_shell(DOCKERFILES[platform])))
     setup_steps = pip_steps(shell_commands(SETUP.read_text()))
-    assert ("install", "--find-links", "DIR", "llama-cpp-python==PIN") in docker_steps
+    assert ("install", "--no-index", "--find-links", "DIR", "llama-cpp-python==PIN") in docker_steps
     assert ("install", "PROJECT") in docker_steps
     assert docker_steps <= setup_steps, f"steps the set-up never runs: {docker_steps - setup_steps}"
 
@@ -290,12 +292,65 @@ def test_build_script_cuda_targets(target):
     assert "-DGGML_NATIVE=OFF" in flags
 
 
-def test_build_script_native_target_is_what_setup_always_built():
-    assert _script("--target", "native", "--print-cmake-args").split() == [
-        "-DGGML_NATIVE=ON",
-        "-DLLAMA_BUILD_TESTS=OFF",
-        "-DLLAMA_BUILD_EXAMPLES=OFF",
-    ]
+CPUINFO = {
+    # An AMX-capable Xeon (Sapphire Rapids): AVX-512 with VNNI and BF16, and AMX advertised.
+    "sapphire_rapids": "avx avx2 bmi2 fma f16c sse4_2 avx512f avx512vbmi avx512_vnni avx512_bf16 avx_vnni "
+                       "amx_bf16 amx_tile amx_int8",
+    "avx2_only": "sse4_2 avx avx2 bmi2 fma f16c",
+    "old": "sse4_2",
+}
+
+
+def _flags_for(cpu: str, target: str) -> list[str]:
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "--target", target, "--print-cmake-args"], capture_output=True, text=True,
+        timeout=30, env={**os.environ, "EDGE_CPUINFO": "/dev/stdin", "EDGE_ARCH": "x86_64"},
+        input=f"processor\t: 0\nflags\t\t: fpu {CPUINFO[cpu]}\n",
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_native_target_never_compiles_amx_but_keeps_avx512():
+    flags = _flags_for("sapphire_rapids", "native")
+    assert "-DGGML_NATIVE=OFF" in flags  # GGML_NATIVE would compile the AMX kernels the CPU advertises
+    assert {"-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"} <= set(flags)
+    assert {"-DGGML_AVX512=ON", "-DGGML_AVX512_VNNI=ON", "-DGGML_AVX512_BF16=ON", "-DGGML_AVX512_VBMI=ON",
+            "-DGGML_AVX_VNNI=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON"} <= set(flags)
+
+
+def test_native_target_enables_only_what_the_cpu_lists():
+    flags = set(_flags_for("avx2_only", "native"))
+    assert {"-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_AVX512=OFF", "-DGGML_AVX512_VNNI=OFF"} <= flags
+    assert {"-DGGML_AVX=OFF", "-DGGML_AVX2=OFF", "-DGGML_SSE42=ON"} <= set(_flags_for("old", "native"))
+
+
+def test_safe_target_is_avx2_at_most():
+    flags = set(_flags_for("sapphire_rapids", "safe"))
+    assert {"-DGGML_AVX2=ON", "-DGGML_AVX512=OFF", "-DGGML_AMX_TILE=OFF", "-DGGML_NATIVE=OFF"} <= flags
+    assert "-DGGML_AVX2=OFF" in set(_flags_for("old", "safe"))
+
+
+def test_aarch64_native_target_keeps_ggml_native():
+    result = subprocess.run(["bash", str(BUILD_SCRIPT), "--target", "native", "--print-cmake-args"],
+                            capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "EDGE_ARCH": "aarch64", "EDGE_CPUINFO": "/dev/null"})
+    assert result.stdout.split()[0] == "-DGGML_NATIVE=ON"
+
+
+def test_cache_key_changes_with_the_flags():
+    native, safe = _script("--target", "native", "--print-cache-key"), _script("--target", "safe", "--print-cache-key")
+    version = _script("--print-version")
+    assert native.startswith(version + "-") and safe.startswith(version + "-") and native != safe
+    escape = subprocess.run(["bash", str(BUILD_SCRIPT), "--print-cache-key"], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=ON"})
+    assert escape.stdout.strip() not in (native, safe)
+
+
+def test_build_script_never_reuses_pips_wheel_cache():
+    text = BUILD_SCRIPT.read_text()
+    build = next(line for line in text.splitlines() if "-m pip" in line and " wheel " in line)
+    assert "--no-cache-dir" in build
 
 
 def test_build_script_refuses_an_unknown_target():

@@ -40,7 +40,7 @@ from edge.benchreport import Stats, make_report, ratio, write_report
 from edge.manifest import CameraProfile, Normalization
 from edge.preprocess import Preprocessor, normalize_levels, patch_layout
 
-DRIVE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "drive"
+DRIVE_DIR = Path(__file__).resolve().parents[2] / "data" / "drive"
 QWEN3_VL_NORMALIZATION = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 DEFAULT_PROFILE = CameraProfile(width=448, height=256, frames_per_clip=4)
 
@@ -294,7 +294,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--height", type=int, default=DEFAULT_PROFILE.height)
     parser.add_argument("--frames", type=int, default=DEFAULT_PROFILE.frames_per_clip, help="frames per clip")
     parser.add_argument(
-        "--videos", type=Path, nargs="*", help="video files (default: ../shared/data/drive/*.mp4)"
+        "--videos", type=Path, nargs="*", help="video files (default: data/drive/*.mp4)"
     )
     parser.add_argument("--resize-filter", choices=["fast", "area"], default="fast")
     parser.add_argument("--pixel-format", choices=["frames", "uint8", "float32"], default="frames",

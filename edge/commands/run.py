@@ -1,4 +1,6 @@
-"""`edge run --bundle B --camera SRC [--config FILE] [--set k=v] [--max-cycles N]`: the runtime."""
+"""`edge run [--bundle B] --camera SRC [--config FILE] [--set k=v] [--max-cycles N]`: the runtime.
+
+Without a bundle (flag or config) it runs the built-in trained model, as `edge sim` does."""
 
 from __future__ import annotations
 
@@ -16,6 +18,19 @@ from edge.runtime import running_loop, stop_on_signals
 from edge.vision import VisionBackendError
 
 
+def builtin_bundle() -> Path:
+    """The built-in trained model's bundle (built on first use from models/default, then cached).
+    Building it needs the workstation extras; a device image without them names a bundle instead."""
+    try:
+        from export.train.default import ensure_default_bundle
+    except ImportError as exc:
+        raise BundleError(
+            f"no bundle given (--bundle or `bundle` in the config), and the built-in one cannot be built "
+            f"here: {exc.name} is not installed (install the [export] extra, or copy a bundle over)"
+        ) from None
+    return ensure_default_bundle()
+
+
 def _main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.bundle:
@@ -30,6 +45,9 @@ def _main(args: argparse.Namespace) -> int:
         overrides.append(f"audit.path={str(args.audit)!r}")
     config = load_config(args.config, overrides)
     try:
+        if config.bundle is None:
+            config.bundle = builtin_bundle()
+            print(f"edge run: no bundle given, using the built-in one: {config.bundle}", file=sys.stderr, flush=True)
         with running_loop(config) as loop, stop_on_signals(loop):
             print(
                 f"edge run: {loop.parts.vision.name} ({loop.parts.vision_reason}); decoder "
@@ -48,7 +66,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run the runtime: camera -> model -> advice over ZeroMQ")
-    parser.add_argument("--bundle", type=Path, help="model bundle folder (config: bundle)")
+    parser.add_argument("--bundle", type=Path, help="model bundle folder (config: bundle; default: the built-in trained model)")
     parser.add_argument("--camera", help="V4L2 index/device, gst:PIPELINE, rtsp://..., or a video file")
     parser.add_argument("--publish", help="endpoint to bind for advice/status (config: bus.publish_endpoint)")
     parser.add_argument("--nav", help="endpoint to bind for nav input (config: bus.nav_endpoint)")

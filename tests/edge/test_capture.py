@@ -25,7 +25,7 @@ from edge.capture import (
 )
 from edge.capture.readers import PacedFileReader
 
-DRIVE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "drive"
+DRIVE = Path(__file__).resolve().parents[2] / "data" / "drive"
 # This one's header claims 91 frames; the stream holds 88.
 HEADER_LIES = DRIVE / "udacity_vehdet_pr2_test_small1.mp4"
 
