@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.capture import CaptureError, VideoFileStepper
 from edge.config import CameraConfig
+from edge.errors import EdgeError
 from edge.manifest import CameraProfile, Normalization
 from edge.preprocess import Preprocessor
 
@@ -27,7 +28,7 @@ DEFAULT_INTERVAL_MS = CameraConfig().interval_ms
 DEFAULT_RESIZE = CameraConfig().resize
 
 
-class CalibrationError(ValueError):
+class CalibrationError(EdgeError, ValueError):
     """Calibration cannot proceed (no readable clip, bad arguments); the message says why."""
 
 

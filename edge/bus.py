@@ -27,6 +27,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from edge.errors import EdgeError
 from edge.messages import MESSAGE_TYPES, SCHEMA_VERSION, WireMessage
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ _STAMP_FIELDS = frozenset({"schema_version", "seq", "mono_ns", "wall_ns"})
 CURVE_DOMAIN = "*"
 
 
-class BusError(RuntimeError):
+class BusError(EdgeError, RuntimeError):
     pass
 
 

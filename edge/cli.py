@@ -7,9 +7,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from edge.config import ConfigError
+from edge.errors import EdgeError
 
 # Order is the order `edge --help` lists them.
 COMMAND_MODULES = (
@@ -41,7 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_native_video_logs() -> None:
+    """OpenCV and FFmpeg print their own lines for every corrupt packet or missing device; the
+    command already says what went wrong in one line. Set before cv2 loads; the user's values win."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_native_video_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -49,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"edge {args.command}: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except EdgeError as exc:  # bad input: one line naming what and why, never a traceback
+        print(f"edge {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

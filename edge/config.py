@@ -12,13 +12,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge.errors import EdgeError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser as a package
     import tomli as tomllib
 
 
-class ConfigError(ValueError):
+class ConfigError(EdgeError, ValueError):
     """A configuration value is wrong. The message names the key, the value and why."""
 
 

@@ -12,7 +12,8 @@ The loop is the same on the road and in the simulator; only these two things dif
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from edge.capture import CameraCapture, CaptureOptions, Clip, VideoFileStepper
@@ -34,20 +35,32 @@ class SystemClock:
 
 
 class SimClock:
-    """Simulated time: starts at 0 (monotonic) and a fixed wall epoch, moves only when told."""
+    """Simulated time: monotonic starts at 0 and moves only when told (a clip is taken).
 
-    def __init__(self, wall_epoch_ns: int = 1_767_225_600_000_000_000):  # 2026-01-01T00:00:00Z
+    Its wall clock follows the real one: each time the clock advances it is re-anchored so that
+    the current simulated instant is the real wall time of that moment. A planner on the same host
+    then sees a clip's newest frame stamped when the replay took it, and an advice's
+    `valid_until_wall_ns` is that moment plus its validity, as on the road, whether the replay
+    runs faster or slower than the video."""
+
+    def __init__(self, real_wall_ns: Callable[[], int] = time.time_ns):
         self.now_ns = 0
-        self.wall_epoch_ns = wall_epoch_ns
+        self._real_wall_ns = real_wall_ns
+        self.wall_anchor_ns = real_wall_ns()  # wall time of simulated instant 0
 
     def mono_ns(self) -> int:
         return self.now_ns
 
     def wall_ns(self) -> int:
-        return self.wall_epoch_ns + self.now_ns
+        return self.wall_anchor_ns + self.now_ns
+
+    def wall_of(self, mono_ns: int) -> int:
+        """The wall time of a simulated instant, on the current anchor."""
+        return self.wall_anchor_ns + mono_ns
 
     def advance_to(self, t_ns: int) -> None:
         self.now_ns = max(self.now_ns, t_ns)
+        self.wall_anchor_ns = self._real_wall_ns() - self.now_ns
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,8 @@ class SteppedFeed:
             self._ended = True
             return None
         self.clock.advance_to(round(t_ms * 1e6))
-        return clip
+        # The stepper knows video time only; the frames' wall times come from the clock.
+        return replace(clip, t_wall_ns=tuple(self.clock.wall_of(t) for t in clip.t_mono_ns))
 
     def health(self) -> FeedHealth:
         return FeedHealth("ended" if self._ended else "ok", "end of video" if self._ended else "", 0.0)

@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge.errors import EdgeError
+
 # 2: vision artifacts may take whole frames (`VisionArtifact.input_layout`). A runtime that reads
 # only 1 refuses such a bundle at load instead of failing at its first encode; version 1 manifests
 # (patch-layout encoders only) still load here.
@@ -29,7 +31,7 @@ HASH_CHUNK_BYTES = 1 << 20
 log = logging.getLogger(__name__)
 
 
-class BundleError(ValueError):
+class BundleError(EdgeError, ValueError):
     """A bundle (or a request to build one) is unusable; the message says which file/field and why."""
 
 

@@ -21,6 +21,8 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+from edge.errors import EdgeError
+
 EXPECTED_ARCHITECTURE = "Qwen3VLMoeForConditionalGeneration"
 EXPECTED_MODEL_TYPE = "qwen3_vl_moe"
 INDEX_FILENAME = "model.safetensors.index.json"
@@ -45,7 +47,7 @@ _FLOAT_TAGS = {"F64", "F32", "F16", "BF16"}
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EdgeError, ValueError):
     """The checkpoint cannot be exported; the message names the file and the reason."""
 
 

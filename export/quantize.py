@@ -11,11 +11,13 @@ import ctypes
 import os
 from pathlib import Path
 
+from edge.errors import EdgeError
+
 # llama_ftype values (llama.h): what `llama_model_quantize` produces for each bundle quant name.
 QUANT_FTYPES: dict[str, int] = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_m": 15}
 
 
-class QuantizeError(RuntimeError):
+class QuantizeError(EdgeError, RuntimeError):
     pass
 
 

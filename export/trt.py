@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import EdgeError
 from edge.manifest import BundleError, BundleManifest, VisionArtifact, add_file, load_bundle, write_manifest
 
 TIMING_CACHE_NAME = "trt_timing.cache"
@@ -30,7 +31,7 @@ PRECISIONS = ("fp16", "int8")
 DYNAMIC_QUANT_OPS = ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger")
 
 
-class TrtBuildError(RuntimeError):
+class TrtBuildError(EdgeError, RuntimeError):
     """The engine cannot be built here; the message says why and what to do."""
 
 

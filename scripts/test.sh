@@ -5,4 +5,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Lint first: a lint error fails CI (and this command) before the tests start.
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q -ra --durations=15 "$@"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.errors import EdgeError
 from edge.messages import MAX_HAZARDS, Advice, Hazard, MetaAction, NavInstruction, Urgency
 from sim.drive import Drive
 
@@ -130,31 +131,48 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
     return path
 
 
+class SidecarError(EdgeError, ValueError):
+    """A labels.jsonl or nav.jsonl that cannot be read; the message names the file and line."""
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     rows = []
-    with Path(path).open() as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not JSON: {exc}") from exc
+    try:
+        with Path(path).open() as f:
+            for number, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise SidecarError(f"{path}:{number}: not JSON: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SidecarError(f"{path}: cannot read it ({exc})") from None
     return rows
 
 
 def load_labels(path: str | Path) -> list[LabelWindow]:
-    return [LabelWindow.from_json(row) for row in read_jsonl(path)]
+    windows = []
+    for number, row in enumerate(read_jsonl(path), 1):
+        try:
+            windows.append(LabelWindow.from_json(row))
+        except ValueError as exc:
+            raise SidecarError(f"{path}: label {number}: {exc}") from None
+    return windows
 
 
 def load_nav(path: str | Path) -> list[tuple[int, NavInstruction]]:
     """(at_ms, instruction) pairs, in time order."""
     out = []
-    for row in read_jsonl(path):
-        fields = dict(row)
-        at_ms = int(fields.pop("at_ms"))
-        out.append((at_ms, NavInstruction(**fields)))
+    for number, row in enumerate(read_jsonl(path), 1):
+        try:
+            fields = dict(row)
+            at_ms = int(fields.pop("at_ms"))
+            out.append((at_ms, NavInstruction(**fields)))
+        except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SidecarError(f"{path}: navigation message {number}: {reason}") from None
     return sorted(out, key=lambda p: p[0])
 
 

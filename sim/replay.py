@@ -37,6 +37,7 @@ from sim.report import ReportFiles, write_report
 Mode = Literal["lockstep", "fast", "realtime"]
 MODES: tuple[Mode, ...] = ("lockstep", "fast", "realtime")
 NAV_DELIVERY_TIMEOUT_S = 5.0
+REPLAY_ENDPOINT = "tcp://127.0.0.1:*"  # an endpoint the configuration leaves unset
 RECORDER_DRAIN_TIMEOUT_S = 5.0
 
 
@@ -180,17 +181,22 @@ def replay_config(
     overrides: list[str] | tuple[str, ...] = (),
     config_file: Path | None = None,
 ) -> RuntimeConfig:
+    """The runtime configuration of a replay. Endpoints the configuration (file or overrides) names
+    are bound as given, so a planner outside the simulator can follow the replay; the others are
+    a free port on the loopback interface, so replays never collide with a runtime on the box."""
     sets = [
         f"bundle={str(bundle)!r}",
-        "bus.publish_endpoint='tcp://127.0.0.1:*'",
-        "bus.nav_endpoint='tcp://127.0.0.1:*'",
         f"vision.precision={vision_precision!r}",
         f"decoder.quant={decoder_quant!r}",
         f"camera.interval_ms={interval_ms}",
     ]
     if audit_path is not None:
         sets.append(f"audit.path={str(audit_path)!r}")
-    return load_config(config_file, [*sets, *overrides])
+    config = load_config(config_file, [*sets, *overrides])
+    for key in ("publish_endpoint", "nav_endpoint"):
+        if key not in config.bus.model_fields_set:
+            setattr(config.bus, key, REPLAY_ENDPOINT)
+    return config
 
 
 def _print_nothing(_outcome: CycleOutcome) -> None:

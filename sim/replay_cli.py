@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
+from edge.capture import CaptureError
 from edge.client import AdviceEvent, format_advice_line
 from edge.loop import CycleOutcome
+from edge.preflight import check_bundle_folder, check_endpoints_free, check_video_file
+from sim.labels import load_labels, load_nav
 from sim.replay import MODES, replay_config, replay_scene
 
 
@@ -15,18 +19,49 @@ def _print_cycle(outcome: CycleOutcome) -> None:
     print(format_advice_line(AdviceEvent(outcome.advice, 0, 0.0)), flush=True)
 
 
+def _sidecar(given: Path | None, video: Path, name: str, auto: bool) -> Path | None:
+    if given is not None or not auto:
+        return given
+    beside = video.parent / name
+    return beside if beside.is_file() else None
+
+
+def _check_inputs(args: argparse.Namespace, nav: Path | None, labels: Path | None) -> None:
+    """Everything a user can get wrong, checked before a model loads or a file is written."""
+    if args.bundle is not None:
+        check_bundle_folder(args.bundle)
+    config = replay_config(args.bundle or Path("."), interval_ms=args.interval_ms, overrides=args.overrides,
+                           config_file=args.config)
+    stepper = check_video_file(args.video)
+    try:
+        span_ms = (config.camera.frames_per_clip - 1) * config.camera.interval_ms
+        if stepper.frame_at(span_ms) is None:
+            raise CaptureError(_too_short(args.video, stepper.duration_ms, config.camera.interval_ms))
+    finally:
+        stepper.close()
+    if nav is not None:
+        load_nav(nav)
+    if labels is not None:
+        load_labels(labels)
+    check_endpoints_free(config)
+
+
+def _too_short(video: Path, decoded_ms: float | None, interval_ms: int) -> str:
+    return (f"{video}: no clip could be taken: only {decoded_ms or 0:.0f} ms of it decode, less than one clip "
+            f"spans (its frames are {interval_ms} ms apart); truncated or too short?")
+
+
 def _main(args: argparse.Namespace) -> int:
+    video = Path(args.video)
+    nav = _sidecar(args.nav, video, "nav.jsonl", args.auto_sidecars)
+    labels = _sidecar(args.labels, video, "labels.jsonl", args.auto_sidecars)
+    _check_inputs(args, nav, labels)
     bundle = args.bundle
     if bundle is None:
         from export.train.default import ensure_default_bundle
 
         bundle = ensure_default_bundle()
-    video = Path(args.video)
-    scene_dir = video.parent
-    nav = args.nav or (scene_dir / "nav.jsonl" if (scene_dir / "nav.jsonl").is_file() and args.auto_sidecars else None)
-    labels = args.labels or (
-        scene_dir / "labels.jsonl" if (scene_dir / "labels.jsonl").is_file() and args.auto_sidecars else None
-    )
+    out_existed = args.out.exists()
     args.out.mkdir(parents=True, exist_ok=True)
     config = replay_config(
         bundle, vision_precision=args.vision_precision, decoder_quant=args.decoder_quant,
@@ -37,6 +72,10 @@ def _main(args: argparse.Namespace) -> int:
         bundle, video, nav, labels, mode=args.mode, speed=args.speed, out_dir=args.out, config=config,
         max_cycles=args.max_cycles, on_cycle=_print_cycle if not args.quiet else lambda _o: None,
     )
+    if not result.outcomes:
+        if not out_existed:
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise CaptureError(_too_short(video, result.video_duration_ms, config.camera.interval_ms))
     report = result.report.report if result.report else {}
     summary = f"{len(result.advice)} advice in {result.wall_s:.1f} s ({args.mode})"
     lost = result.lost_cycles

@@ -31,7 +31,7 @@ import numpy as np
 
 from edge.benchreport import Stats, make_report
 from edge.benchreport import write_report as write_json
-from edge.messages import ActionAdvice, MetaAction, StageTimings, Status, Verdict
+from edge.messages import ActionAdvice, FrameRef, MetaAction, StageTimings, Status, Verdict
 from sim.labels import LabelWindow, load_labels, read_jsonl, window_at
 
 # Keys a recorder may add next to the wire fields; everything else must validate.
@@ -101,6 +101,17 @@ def parse_status(rows: list[dict[str, Any]]) -> list[Status]:
     return out
 
 
+def _capture_to_publish_ms(m: ActionAdvice, newest: FrameRef | None) -> float | None:
+    """How long after its newest frame an advice reached the bus. The loop's own stage timings say
+    it on any clock (the clip's age when the cycle began, then the cycle); frames stamped on a
+    simulated clock (lock-step, fast) cannot be subtracted from the publisher's real `mono_ns`."""
+    if m.stages.total_ms is not None:
+        return (m.stages.capture_age_ms or 0.0) + m.stages.total_ms
+    if newest is not None and m.mono_ns >= newest.capture_mono_ns > 0:
+        return (m.mono_ns - newest.capture_mono_ns) / 1e6
+    return None
+
+
 def place_cycles(
     messages: list[ActionAdvice],
     recorded_times: list[float | None],
@@ -122,11 +133,7 @@ def place_cycles(
             t = recorded_times[i]
         elif newest is not None and origin is not None:
             t = (newest.capture_mono_ns - origin) / 1e6
-        latency = None
-        if newest is not None and m.mono_ns >= newest.capture_mono_ns > 0:
-            latency = (m.mono_ns - newest.capture_mono_ns) / 1e6
-        elif m.stages.total_ms is not None:
-            latency = m.stages.total_ms
+        latency = _capture_to_publish_ms(m, newest)
         publish = t + latency if t is not None and latency is not None else t
         rel = (m.mono_ns - first_pub) / 1e9 if m.mono_ns else float(i)
         cycles.append(Cycle(m, t, publish, rel))
@@ -251,9 +258,10 @@ def plot_timeline(cycles: list[Cycle], windows: list[LabelWindow], path: Path) -
 URGENCY_COLOUR = {"low": (80, 220, 80), "medium": (0, 200, 255), "high": (40, 40, 255)}
 
 
-def annotate_video(video: Path, cycles: list[Cycle], windows: list[LabelWindow], out: Path) -> tuple[Path, int]:
-    """Draw the advice in force on every frame. Reads until the decoder stops (a header may
-    claim more frames than the file has)."""
+def annotate_video(video: Path, cycles: list[Cycle], windows: list[LabelWindow],
+                   out: Path) -> tuple[Path, list[int | None]]:
+    """Draw the advice in force on every frame, and say which cycle each frame shows (None: none
+    yet). Reads until the decoder stops (a header may claim more frames than the file has)."""
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
         raise ValueError(f"cannot open video {video}")
@@ -261,7 +269,7 @@ def annotate_video(video: Path, cycles: list[Cycle], windows: list[LabelWindow],
     fps = fps if 0 < fps < 1000 else 10.0
     shown = sorted((c for c in cycles if c.publish_video_ms is not None), key=lambda c: c.publish_video_ms)
     writer = None
-    count = 0
+    frame_cycles: list[int | None] = []
     k = -1
     try:
         while True:
@@ -273,17 +281,29 @@ def annotate_video(video: Path, cycles: list[Cycle], windows: list[LabelWindow],
                 writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
                 if not writer.isOpened():
                     raise ValueError(f"OpenCV cannot write {out} with the mp4v codec")
-            t_ms = count * 1000.0 / fps
+            t_ms = len(frame_cycles) * 1000.0 / fps
             while k + 1 < len(shown) and shown[k + 1].publish_video_ms <= t_ms:  # type: ignore[operator]
                 k += 1
-            draw_overlay(frame, shown[k] if k >= 0 else None, window_at(windows, t_ms) if windows else None, t_ms)
+            cycle = shown[k] if k >= 0 else None
+            draw_overlay(frame, cycle, window_at(windows, t_ms) if windows else None, t_ms)
             writer.write(frame)
-            count += 1
+            frame_cycles.append(cycle.message.cycle if cycle else None)
     finally:
         cap.release()
         if writer is not None:
             writer.release()
-    return out, count
+    return out, frame_cycles
+
+
+def frame_runs(frame_cycles: list[int | None]) -> list[dict[str, int | None]]:
+    """Per-frame cycles as runs: [{"first_frame", "last_frame", "cycle"}] (cycle None: waiting)."""
+    runs: list[dict[str, int | None]] = []
+    for i, cycle in enumerate(frame_cycles):
+        if runs and runs[-1]["cycle"] == cycle:
+            runs[-1]["last_frame"] = i
+        else:
+            runs.append({"first_frame": i, "last_frame": i, "cycle": cycle})
+    return runs
 
 
 def draw_overlay(frame: np.ndarray, cycle: Cycle | None, window: LabelWindow | None, t_ms: float) -> None:
@@ -414,8 +434,9 @@ def write_report(
     timeline_png = plot_timeline(cycles, windows, out / "timeline.png")
     annotated = None
     if video is not None:
-        annotated, n = annotate_video(Path(video), cycles, windows, out / "annotated.mp4")
-        report["annotated_frames"] = n
+        annotated, frame_cycles = annotate_video(Path(video), cycles, windows, out / "annotated.mp4")
+        report["annotated_frames"] = len(frame_cycles)
+        report["annotated_cycles"] = frame_runs(frame_cycles)
     report_json = write_json(out / "report.json", report)
     pictures = {"stage latency": stages_png.name, "advice timeline": timeline_png.name}
     if annotated is not None:

@@ -36,6 +36,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge.errors import EdgeError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser as a package
@@ -47,7 +49,7 @@ VARIANTS = ("day", "dusk", "night", "rain")
 LANE_WIDTH_M = 3.5
 
 
-class ScenarioError(ValueError):
+class ScenarioError(EdgeError, ValueError):
     """A scenario file that cannot be rendered; the message says where and why."""
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -229,6 +230,15 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_a_real_healthcheck(platfor
     assert "pip" not in runtime_shell and "build-essential" not in runtime_shell
 
 
+def test_jetson_image_keeps_jetpacks_opencv_and_has_cuda_python():
+    shell = dockerfile_shell(DOCKERFILES["jetson"])
+    assert '".[jetson]"' in shell and "uninstall -y opencv-python-headless" in shell
+    assert "GStreamer:" in shell and "load_cudart()" in shell
+    assert "venv --system-site-packages" in shell
+    jetson = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["jetson"]
+    assert any(req.startswith("cuda-python") for req in jetson)
+
+
 @pytest.mark.parametrize("platform", sorted(DOCKERFILES))
 def test_runtime_image_never_gets_the_export_extra(platform):
     text = " ".join(args for _, args in instructions(DOCKERFILES[platform]))
@@ -265,7 +275,9 @@ def test_setup_builds_llama_cpp_through_the_shared_script():
 
 @pytest.mark.parametrize("platform", sorted(DOCKERFILES))
 def test_dockerfile_pip_steps_are_the_setup_steps(platform):
-    docker_steps = pip_steps(shell_commands(dockerfile_shell(DOCKERFILES[platform])))
+    # The Jetson image removes the PyPI OpenCV again so JetPack's GStreamer build is the one imported.
+    jetson_only = {("uninstall", "-y", "opencv-python-headless")} if platform == "jetson" else set()
+    docker_steps = pip_steps(shell_commands(dockerfile_shell(DOCKERFILES[platform]))) - jetson_only
     setup_steps = pip_steps(shell_commands(SETUP.read_text()))
     assert ("install", "--no-index", "--find-links", "DIR", "llama-cpp-python==PIN") in docker_steps
     assert ("install", "PROJECT") in docker_steps
@@ -383,3 +395,11 @@ def test_build_context_filter_lets_every_copied_path_through(platform):
             for source in args.split()[:-1]:
                 assert source.rstrip("/") in allowed, f"COPY {source} is filtered out of the build context"
                 assert (REPO / source).exists(), f"COPY {source}: no such path in the repo"
+
+
+def test_the_test_command_lints_before_it_tests():
+    commands = [" ".join(c) for c in shell_commands((REPO / "scripts" / "test.sh").read_text())]
+    lint = next(i for i, c in enumerate(commands) if "ruff check" in c)
+    tests = next(i for i, c in enumerate(commands) if "pytest" in c)
+    assert lint < tests
+    assert "bash .ci/run" not in commands and "scripts/test.sh" in (REPO / ".ci" / "run").read_text()

@@ -18,6 +18,8 @@ from typing import Literal
 
 import cv2
 
+from edge.errors import EdgeError
+
 SourceKind = Literal["v4l2", "gstreamer", "network", "file"]
 
 # FFmpeg network streams block forever in read() on a dead peer unless these are set.
@@ -27,7 +29,7 @@ NETWORK_READ_TIMEOUT_MS = 5000
 DEFAULT_FPS = 30.0
 
 
-class CaptureError(RuntimeError):
+class CaptureError(EdgeError, RuntimeError):
     """A source cannot be opened or decoded; the message names the source and the reason."""
 
 

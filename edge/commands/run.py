@@ -8,14 +8,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge.bus import BusError
-from edge.capture import CaptureError
 from edge.commands.config import add_config_arguments
 from edge.config import load_config
-from edge.llm import LlamaError
 from edge.manifest import BundleError
+from edge.preflight import check_runtime_inputs
 from edge.runtime import running_loop, stop_on_signals
-from edge.vision import VisionBackendError
 
 
 def builtin_bundle() -> Path:
@@ -44,22 +41,18 @@ def _main(args: argparse.Namespace) -> int:
     if args.audit:
         overrides.append(f"audit.path={str(args.audit)!r}")
     config = load_config(args.config, overrides)
-    try:
-        if config.bundle is None:
-            config.bundle = builtin_bundle()
-            print(f"edge run: no bundle given, using the built-in one: {config.bundle}", file=sys.stderr, flush=True)
-        with running_loop(config) as loop, stop_on_signals(loop):
-            print(
-                f"edge run: {loop.parts.vision.name} ({loop.parts.vision_reason}); decoder "
-                f"{loop.parts.decoder.artifact.quant}; publishing on {loop.parts.publisher.endpoint}, "
-                f"nav on {loop.parts.nav_in.endpoint if loop.parts.nav_in else '-'}",
-                file=sys.stderr, flush=True,
-            )
-            cycles = loop.run(max_cycles=args.max_cycles)
-    except (BundleError, CaptureError, VisionBackendError, LlamaError, BusError) as exc:
-        # Refusals before the first cycle: say what is wrong, start nothing.
-        print(f"edge run: {exc}", file=sys.stderr)
-        return 2
+    check_runtime_inputs(config)  # a wrong camera, endpoint or bundle folder: refused before any model loads
+    if config.bundle is None:
+        config.bundle = builtin_bundle()
+        print(f"edge run: no bundle given, using the built-in one: {config.bundle}", file=sys.stderr, flush=True)
+    with running_loop(config) as loop, stop_on_signals(loop):
+        print(
+            f"edge run: {loop.parts.vision.name} ({loop.parts.vision_reason}); decoder "
+            f"{loop.parts.decoder.artifact.quant}; publishing on {loop.parts.publisher.endpoint}, "
+            f"nav on {loop.parts.nav_in.endpoint if loop.parts.nav_in else '-'}",
+            file=sys.stderr, flush=True,
+        )
+        cycles = loop.run(max_cycles=args.max_cycles)
     print(f"edge run: {cycles} cycles", file=sys.stderr)
     return 0
 

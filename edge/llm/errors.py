@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from edge.errors import EdgeError
 
-class LlamaError(RuntimeError):
+
+class LlamaError(EdgeError, RuntimeError):
     """llama.cpp refused or failed an operation (load, decode, tokenize, grammar)."""
 
 

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from edge.errors import EdgeError
 from edge.manifest import VisionArtifact
 
 
@@ -18,7 +19,7 @@ def random_input(artifact: VisionArtifact, rng: np.random.Generator) -> np.ndarr
     return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
 
 
-class VisionBackendError(RuntimeError):
+class VisionBackendError(EdgeError, RuntimeError):
     """A backend cannot run here or refused its input; the message says why."""
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.config import CameraConfig, NavConfig
+from edge.errors import EdgeError
 from edge.llm.video import frame_pair_timestamps
 from edge.manifest import CameraProfile, Normalization
 from edge.messages import MetaAction, NavInstruction
@@ -42,7 +43,7 @@ NAV_NAME = "nav.jsonl"
 CACHE_VERSION = 1
 
 
-class DatasetError(ValueError):
+class DatasetError(EdgeError, ValueError):
     pass
 
 

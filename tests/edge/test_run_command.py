@@ -81,7 +81,7 @@ def test_sigterm_leaves_an_intact_audit_log(tiny_bundle, drive_videos, tmp_path)
     assert all(r["prompt_sha256"] or r["verdict"] == "no_advice" for r in records)
 
 
-def test_refusals_before_the_first_cycle_are_clear(tiny_bundle, tmp_path):
+def test_refusals_before_the_first_cycle_are_clear(tiny_bundle, drive_videos, tmp_path):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(bytes(range(256)) * 400)
     common = ["--publish", f"ipc://{tmp_path / 'a.ipc'}", "--nav", f"ipc://{tmp_path / 'n.ipc'}"]
@@ -89,7 +89,20 @@ def test_refusals_before_the_first_cycle_are_clear(tiny_bundle, tmp_path):
                                capture_output=True, text=True, timeout=120)
     assert bad_video.returncode == 2
     assert "cannot decode video file" in bad_video.stderr and "Traceback" not in bad_video.stderr
-    not_a_bundle = subprocess.run(edge("run", "--bundle", str(tmp_path), "--camera", str(corrupt), *common),
+    not_a_bundle = subprocess.run(edge("run", "--bundle", str(tmp_path), "--camera", str(drive_videos[0]), *common),
                                   capture_output=True, text=True, timeout=120)
     assert not_a_bundle.returncode == 2
     assert "not a bundle" in not_a_bundle.stderr
+
+
+def test_without_a_bundle_it_runs_the_builtin_one_verified(drive_videos, tmp_path):
+    """As `edge sim` does: no --bundle means the built-in trained model, its hashes checked."""
+    runtime = subprocess.run(
+        edge("run", "--camera", str(drive_videos[0]), "--max-cycles", "2", "--publish",
+             f"ipc://{tmp_path / 'a.ipc'}", "--nav", f"ipc://{tmp_path / 'n.ipc'}", *GENEROUS),
+        capture_output=True, text=True, timeout=900,
+    )
+    assert runtime.returncode == 0, runtime.stderr
+    assert "no bundle given, using the built-in one" in runtime.stderr
+    assert "edge run: 2 cycles" in runtime.stderr
+    assert "WITHOUT hash verification" not in runtime.stderr and "WARNING edge.manifest" not in runtime.stderr

@@ -35,8 +35,10 @@ def timing_free(advice):
     out = []
     for a in advice:
         row = a.model_dump(mode="json")
-        for key in ("mono_ns", "wall_ns", "stages"):
+        for key in ("mono_ns", "wall_ns", "stages", "valid_until_wall_ns"):
             row.pop(key)
+        for frame in row["frames"]:
+            frame.pop("capture_wall_ns")  # the simulated wall clock follows the real one
         out.append(row)
     return out
 
@@ -89,6 +91,37 @@ def test_every_real_drive_video_replays_to_a_clean_end(tiny_bundle, models, driv
         assert ids == sorted(ids)
 
 
+def coloured_text_pixels(band) -> int:
+    """Pixels of the overlay band in a saturated colour: the advice and verdict lines are drawn in
+    colour, "waiting for advice" in grey over the darkened picture."""
+    spread = band.max(axis=2).astype(int) - band.min(axis=2).astype(int)
+    return int((spread > 120).sum())
+
+
+def assert_video_shows_the_advice(path, report, result):
+    """From the first advice's publication on, every frame shows an advice (report and pixels)."""
+    per_frame = [run["cycle"] for run in report["annotated_cycles"]
+                 for _ in range(run["first_frame"], run["last_frame"] + 1)]
+    assert len(per_frame) == report["annotated_frames"]
+    first = next(i for i, c in enumerate(per_frame) if c is not None)
+    fps = result.fps
+    # The first advice is in force from its newest frame's time plus its capture-to-publish time.
+    assert first * 1000 / fps >= result.video_times_ms[0]
+    assert first * 1000 / fps <= result.video_times_ms[0] + result.advice[0].stages.total_ms + 2000 / fps
+    assert all(c is not None for c in per_frame[first:])
+    assert [c for c in dict.fromkeys(per_frame[first:])] == sorted(set(per_frame[first:]))
+    video = cv2.VideoCapture(str(path))
+    bands = []
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        bands.append(frame[: int(70 * frame.shape[1] / 640)])
+    video.release()
+    assert coloured_text_pixels(bands[first - 1]) < 20 if first > 0 else True
+    assert all(coloured_text_pixels(band) >= 20 for band in bands[first:])
+
+
 def test_report_files_are_written_and_images_are_real(tiny_bundle, models, scene, tmp_path):
     out = tmp_path / "report"
     config = replay_config(tiny_bundle, overrides=FAST, audit_path=out / "audit.jsonl")
@@ -105,6 +138,7 @@ def test_report_files_are_written_and_images_are_real(tiny_bundle, models, scene
     annotated = cv2.VideoCapture(str(out / "annotated.mp4"))
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == scene.n_frames
     annotated.release()
+    assert_video_shows_the_advice(out / "annotated.mp4", report, result)
     audit_lines = (out / "audit.jsonl").read_text().splitlines()
     assert len(audit_lines) == len(result.advice)
     assert (out / "report.md").read_text().strip()

@@ -4,6 +4,7 @@ an annotated video with every source frame."""
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import pytest
@@ -137,6 +138,28 @@ def test_annotated_video_has_every_frame_and_shows_the_advice(scene, recorded, t
         count += 1
     assert count == scene.n_frames
     assert changed_top == count  # the overlay is on every frame
+
+
+def test_annotated_video_places_lockstep_advice_by_its_stage_timings(scene, recorded, tmp_path):
+    """Lock-step frames are stamped on a simulated clock from 0, the publisher's mono_ns on the real
+    one: the advice is in force from its newest frame plus capture age and cycle time."""
+    advice = []
+    for row in recorded[0]:
+        row = json.loads(json.dumps(row))
+        for frame in row["frames"]:
+            frame["capture_mono_ns"] -= START_NS
+        row["mono_ns"] += 10**15  # a real monotonic clock, days after boot
+        advice.append(row)
+    files = write_report(tmp_path, advice=advice, video=scene.video, video_start_mono_ns=0)
+    runs = files.report["annotated_cycles"]
+    first = advice[0]
+    newest_ms = first["frames"][-1]["capture_mono_ns"] / 1e6
+    in_force_ms = newest_ms + first["stages"]["capture_age_ms"] + first["stages"]["total_ms"]
+    assert runs[0] == {"first_frame": 0, "last_frame": runs[0]["last_frame"], "cycle": None}
+    assert runs[1]["cycle"] == 0 and runs[1]["first_frame"] == math.ceil(in_force_ms * FPS / 1000)
+    # The last advice is made from the last frame: it arrives after the video has ended.
+    assert runs[-1]["last_frame"] == scene.n_frames - 1 and runs[-1]["cycle"] == advice[-2]["cycle"]
+    assert all(run["cycle"] is not None for run in runs[1:])
 
 
 def test_explicit_video_times_override_capture_times(scene, recorded, tmp_path):
