@@ -271,6 +271,7 @@ def annotate_video(video: Path, cycles: list[Cycle], windows: list[LabelWindow],
     writer = None
     frame_cycles: list[int | None] = []
     k = -1
+    cycle: Cycle | None = None
     try:
         while True:
             ok, frame = cap.read()
@@ -284,7 +285,10 @@ def annotate_video(video: Path, cycles: list[Cycle], windows: list[LabelWindow],
             t_ms = len(frame_cycles) * 1000.0 / fps
             while k + 1 < len(shown) and shown[k + 1].publish_video_ms <= t_ms:  # type: ignore[operator]
                 k += 1
-            cycle = shown[k] if k >= 0 else None
+                # A newer cycle replaces an older one, never the reverse: an old cycle that took long
+                # (placed late on the video's time line) does not take back the screen.
+                if cycle is None or shown[k].message.cycle > cycle.message.cycle:
+                    cycle = shown[k]
             draw_overlay(frame, cycle, window_at(windows, t_ms) if windows else None, t_ms)
             writer.write(frame)
             frame_cycles.append(cycle.message.cycle if cycle else None)

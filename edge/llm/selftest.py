@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,12 +70,21 @@ def _run_once(gguf: Path, threads: int) -> dict:
                 "finite": bool(np.isfinite(logits).all()), "n_vocab": model.n_vocab}
 
 
+def cpu_features() -> list[str]:
+    """The instruction sets and options this llama.cpp build uses (llama_print_system_info's "X = 1")."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    return re.findall(r"([A-Z0-9_]+) = 1", info)
+
+
 def child_main(gguf: Path, threads: int) -> int:
     many = _run_once(gguf, threads)
     one = _run_once(gguf, 1)
     cosine = _cosine(many["logits"], one["logits"])
     summary = {"threads": threads, "cosine": cosine, "finite": many["finite"] and one["finite"],
-               "tokens_many": many["tokens"], "tokens_one": one["tokens"], "n_vocab": many["n_vocab"]}
+               "tokens_many": many["tokens"], "tokens_one": one["tokens"], "n_vocab": many["n_vocab"],
+               "features": cpu_features()}
     print(RESULT_PREFIX + json.dumps(summary), flush=True)
     return 0
 
@@ -95,9 +105,10 @@ def _judge(summary: dict) -> SelfTestResult:
                    f"(cosine {summary['cosine']:.6f} < {MIN_COSINE})", summary)
     if not all(0 <= t < summary["n_vocab"] for t in summary["tokens_many"]):
         return SelfTestResult(False, f"generated token ids out of range: {summary['tokens_many']}", summary)
+    features = " ".join(summary.get("features", [])) or "none reported"
     return SelfTestResult(
         True, f"{summary['threads']} threads agree with 1 thread (logits cosine {summary['cosine']:.6f}), "
-              f"{len(summary['tokens_many'])} tokens generated", summary)
+              f"{len(summary['tokens_many'])} tokens generated; CPU features: {features}", summary)
 
 
 def run_selftest(gguf: Path = SELFTEST_GGUF, threads: int | None = None, timeout_s: float = 300.0,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
+from pathlib import Path
 
 from edge.llm.selftest import RESULT_PREFIX, SELFTEST_GGUF, run_selftest
 
@@ -19,6 +21,17 @@ def test_the_shipped_model_passes_with_several_threads():
     assert result.details["cosine"] >= 0.999 and len(result.details["tokens_many"]) == 8
     # Greedy tokens of the many-thread run match the one-thread run on this build.
     assert result.details["tokens_many"] == result.details["tokens_one"]
+
+
+def test_the_build_uses_no_amx_and_nothing_the_cpu_lacks():
+    features = set(run_selftest(SELFTEST_GGUF, threads=2).details["features"])
+    assert not any(f.startswith("AMX") for f in features)
+    if platform.machine() in ("x86_64", "AMD64"):
+        cpu = set(Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split())
+        for flag, feature in [("avx2", "AVX2"), ("avx512f", "AVX512"), ("avx512_vnni", "AVX512_VNNI"),
+                              ("avx512_bf16", "AVX512_BF16"), ("fma", "FMA"), ("f16c", "F16C")]:
+            assert feature not in features or flag in cpu, f"{feature} compiled in, but the CPU lacks {flag}"
+        assert "AVX2" in features or "avx2" not in cpu  # the safe fallback keeps AVX2
 
 
 def test_the_command_prints_one_line_and_exits_zero():
