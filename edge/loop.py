@@ -178,7 +178,8 @@ class AdviceLoop:
         if health.state != self._last_feed_state:
             if health.state in ("camera_lost", "ended"):
                 self.telemetry.event("camera_lost", health.reason or health.state)
-                log.warning("camera %s: %s", health.state, health.reason)
+                # A video file that ends (a replay, a looped test drive) is expected; a lost camera is not.
+                (log.info if health.state == "ended" else log.warning)("camera %s: %s", health.state, health.reason)
             elif self._last_feed_state in ("camera_lost", "ended") and health.state == "ok":
                 self.telemetry.event("camera_recovered", "frames are flowing again")
             self._last_feed_state = health.state
