@@ -111,7 +111,7 @@ class AdviceLoop:
         self._feed_changed(health)  # the heartbeat notices a lost camera even mid-cycle
         state = FEED_STATE_TO_RUNTIME.get(health.state)
         if state is None:
-            state = RuntimeState.DEGRADED if self.degrade.level else RuntimeState.RUNNING
+            state = RuntimeState.DEGRADED if self.degrade_level else RuntimeState.RUNNING
         rejected = dict(self.nav.refused)
         if self.parts.nav_in is not None:
             rejected.update({f"nav_{k}": v for k, v in self.parts.nav_in.rejected.items()})
@@ -127,7 +127,7 @@ class AdviceLoop:
             verdicts=dict(self.telemetry.verdicts),
             frame_drop_ratio=min(1.0, max(0.0, health.drop_ratio)),
             stages=self.telemetry.stage_stats(),
-            degrade_level=self.degrade.level,
+            degrade_level=self.degrade_level,
             nav_id=current_nav.nav_id if current_nav else None,
             inbound_rejected=rejected,
             events=self.telemetry.events(),
@@ -184,8 +184,15 @@ class AdviceLoop:
                 self.telemetry.event("camera_recovered", "frames are flowing again")
             self._last_feed_state = health.state
 
+    @property
+    def degrade_level(self) -> int:
+        """The level that shapes the next cycle. Lock-step replay never degrades: the level follows
+        real-time budgets, and letting it skip clips or shorten answers would make the advice
+        sequence depend on how busy the machine is."""
+        return self.degrade.level if self.parts.enforce_deadlines else 0
+
     def next_clip(self) -> Clip | None:
-        policy = degrade_policy(self.degrade.level, self.config.decoder.max_tokens)
+        policy = degrade_policy(self.degrade_level, self.config.decoder.max_tokens)
         skip = max(1, round(policy.interval_factor))
         timeout_s = 2 * self.config.camera.interval_ms * skip / 1000
         clip = self.parts.feed.next_clip(self._last_seq, timeout_s, skip)
@@ -205,7 +212,7 @@ class AdviceLoop:
         decode_budget_s = budgets.decode_ms / 1000 if enforce else float("inf")
         self.poll_nav()
         stages: dict[str, float | None] = {"capture_age_ms": clip.age_ms(clock.mono_ns())}
-        level = self.degrade.level
+        level = self.degrade_level
         policy = degrade_policy(level, self.config.decoder.max_tokens)
 
         def finish(verdict: Verdict, reason: str, advice: Advice | None, **extra) -> CycleOutcome:

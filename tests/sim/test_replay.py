@@ -63,6 +63,21 @@ def test_lockstep_replay_is_deterministic(tiny_bundle, models, scene, tmp_path):
         assert any(a["nav_id"] in nav_ids for a in first)
 
 
+def test_lockstep_replay_does_not_depend_on_how_busy_the_machine_is(tiny_bundle, models, scene):
+    """Budgets no machine meets (a busy one, scaled up): every cycle is over budget, yet lock-step
+    skips no clip and shortens no answer, so the advice is the one a quiet machine gives."""
+    hopeless = [f"budgets.{stage}_ms=0.001" for stage in ("preprocess", "encode", "prefill", "decode", "total")]
+    quiet, busy = (
+        replay_scene(tiny_bundle, scene.video, scene.nav, None, mode="lockstep", models=models,
+                     config=replay_config(tiny_bundle, overrides=[*FAST, *extra]))
+        for extra in ([], hopeless)
+    )
+    assert busy.video_times_ms == quiet.video_times_ms == [1500.0, 2000.0, 2500.0, 3000.0, 3500.0]
+    assert all(a.verdict.value == "degraded" and a.degrade_level == 0 for a in busy.advice)
+    assert [a.advice for a in busy.advice] == [a.advice for a in quiet.advice]
+    assert [a.generated_tokens for a in busy.advice] == [a.generated_tokens for a in quiet.advice]
+
+
 def test_realtime_replay_keeps_pace_with_the_video(tiny_bundle, models, scene):
     config = replay_config(tiny_bundle, overrides=FAST)
     result = replay_scene(tiny_bundle, scene.video, mode="realtime", speed=1.0, config=config, models=models)
