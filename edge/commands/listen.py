@@ -20,6 +20,8 @@ def _main(args: argparse.Namespace) -> int:
     received = 0
     deadline = time.monotonic() + args.timeout_s if args.timeout_s else None
     with PlannerClient(args.endpoint, curve_keys=curve_keys, curve_server_public=server_public) as client:
+        # Subscribed from here on (ZeroMQ connects, and reconnects, in the background).
+        print(f"# listening on {args.endpoint}", file=sys.stderr, flush=True)
         while args.count is None or received < args.count:
             remaining_ms = 1_000.0 if deadline is None else (deadline - time.monotonic()) * 1000
             if remaining_ms <= 0:
