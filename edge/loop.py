@@ -20,6 +20,7 @@ from edge.budgets import DegradeController, degrade_policy, over_budget
 from edge.bus import Publisher, Subscriber
 from edge.capture import Clip
 from edge.config import BudgetConfig, RuntimeConfig
+from edge.cpus import pinned
 from edge.decoder import AdviceDecoder, DecodeResult
 from edge.feeds import ClipFeed, Clock, FeedHealth
 from edge.manifest import BundleManifest
@@ -98,6 +99,7 @@ class AdviceLoop:
         self._last_feed_state = "ok"
         self._feed_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
+        self._model_cpus = self.config.cpu.model_cpus()
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -219,7 +221,8 @@ class AdviceLoop:
         pixels = self.parts.preprocessor.preprocess_clip(clip.frames, clip.frame_ids)
         stages["preprocess_ms"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
-        rows = self.parts.vision.encode(pixels)
+        with pinned(self._model_cpus):
+            rows = self.parts.vision.encode(pixels)
         stages["encode_ms"] = (time.perf_counter() - t) * 1e3
         if time.monotonic() >= deadline:
             return finish(Verdict.NO_ADVICE, "deadline passed during encoding", None)
@@ -231,7 +234,8 @@ class AdviceLoop:
         except NavRefused:  # offer() already checks; this keeps a bug from reaching the prompt
             nav, nav_line = None, nav_sentence(None)
         frame_times_s = [(ts - clip.t_mono_ns[0]) / 1e9 for ts in clip.t_mono_ns]
-        result = self.parts.decoder.decode(rows, frame_times_s, nav_line, policy, deadline, decode_budget_s)
+        with pinned(self._model_cpus):
+            result = self.parts.decoder.decode(rows, frame_times_s, nav_line, policy, deadline, decode_budget_s)
         stages["prefill_ms"] = result.prefill_ms
         stages["decode_ms"] = result.decode_ms if result.stop != "prefill_deadline" else None
         verdict, reason, advice = judge_decode(result, level, stages, self.config.budgets)

@@ -11,6 +11,7 @@ BENCH_MODULES = (
     "edge.bench.encoder",
     "edge.bench.decode",
     "edge.bench.loop",
+    "edge.bench.contention",
 )
 
 
