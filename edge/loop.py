@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from edge.audit import AuditLog
+from edge.audit import AuditLog, AuditWriteError
 from edge.budgets import DegradeController, degrade_policy, over_budget
 from edge.bus import Publisher, Subscriber
 from edge.capture import Clip
@@ -100,6 +100,7 @@ class AdviceLoop:
         self._feed_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self._model_cpus = self.config.cpu.model_cpus()
+        self._audit_failing = False
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -157,12 +158,29 @@ class AdviceLoop:
 
     # -- navigation ---------------------------------------------------------------------------
 
-    def poll_nav(self) -> None:
-        """Take every nav message waiting on the socket; only the latest valid one counts."""
-        if self.parts.nav_in is None:
-            return
-        while (got := self.parts.nav_in.receive(timeout_ms=0)) is not None:
+    def poll_nav(self) -> int:
+        """Take the nav messages waiting on the socket; only the latest valid one counts.
+
+        At most ``bus.receive_hwm`` raw messages per cycle, so a publisher flooding faster than
+        they can be parsed delays a cycle by that many parse costs and no more; the rest waits
+        for the next cycle or is dropped by the socket's high-water mark. Returns how many were
+        taken (valid or not)."""
+        nav_in = self.parts.nav_in
+        if nav_in is None:
+            return 0
+        cap = self.config.bus.receive_hwm
+        taken = 0
+        while taken < cap:
+            before = nav_in.handled()
+            got = nav_in.receive(timeout_ms=0, max_messages=cap - taken)
+            taken += nav_in.handled() - before
+            if got is None:
+                break
             self.offer_nav(got.message)  # type: ignore[arg-type]
+        if taken >= cap:
+            self.telemetry.event("nav_flood", f"{taken} nav messages waiting in one cycle (the per-cycle cap); "
+                                 "the rest wait or are dropped at the receive high-water mark")
+        return taken
 
     def offer_nav(self, message: NavInstruction) -> bool:
         accepted = self.nav.offer(message, self.parts.clock.mono_ns())
@@ -298,9 +316,24 @@ class AdviceLoop:
             prompt_sha256=prompt_sha256,
             decode=decode,
         )
-        if self.parts.audit is not None:
-            self.parts.audit.write(audit_record(outcome))
+        self._write_audit(outcome)
         return outcome
+
+    def _write_audit(self, outcome: CycleOutcome) -> None:
+        """The advice is out already: a full disk costs the record, never the loop."""
+        if self.parts.audit is None:
+            return
+        try:
+            self.parts.audit.write(audit_record(outcome))
+        except AuditWriteError as exc:
+            if not self._audit_failing:
+                log.error("%s; the loop goes on, failed records are counted", exc)
+            self._audit_failing = True
+            self.telemetry.event("audit_write_failed", f"{exc} ({self.parts.audit.failed_writes} records lost)")
+            return
+        if self._audit_failing:
+            self._audit_failing = False
+            self.telemetry.event("audit_recovered", f"writing again after {self.parts.audit.failed_writes} lost")
 
     # -- the loop -----------------------------------------------------------------------------
 

@@ -170,7 +170,9 @@ def stop_on_signals(loop: AdviceLoop) -> Iterator[None]:
     supervisor's kill never leaves a torn record."""
 
     def handler(signum: int, _frame: object) -> None:
-        log.warning("signal %d: stopping after this cycle", signum)
+        name = signal.Signals(signum).name
+        log.warning("%s: stopping after this cycle", name)
+        loop.telemetry.event("signal", f"{name}: stopping after this cycle")  # the last status names it
         if loop.parts.audit is not None:
             loop.parts.audit.sync()
         loop.stop()
