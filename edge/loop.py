@@ -173,10 +173,12 @@ class AdviceLoop:
         while taken < cap:
             before = nav_in.handled()
             got = nav_in.receive(timeout_ms=0, max_messages=cap - taken)
-            taken += nav_in.handled() - before
-            if got is None:
+            step = nav_in.handled() - before
+            taken += step
+            if got is not None:
+                self.offer_nav(got.message)  # type: ignore[arg-type]
+            elif step == 0:  # nothing waiting (a rejected message ends receive(), not the drain)
                 break
-            self.offer_nav(got.message)  # type: ignore[arg-type]
         if taken >= cap:
             self.telemetry.event("nav_flood", f"{taken} nav messages waiting in one cycle (the per-cycle cap); "
                                  "the rest wait or are dropped at the receive high-water mark")

@@ -12,6 +12,7 @@ BENCH_MODULES = (
     "edge.bench.decode",
     "edge.bench.loop",
     "edge.bench.contention",
+    "edge.bench.fuzz",
 )
 
 
