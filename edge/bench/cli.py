@@ -13,6 +13,7 @@ BENCH_MODULES = (
     "edge.bench.loop",
     "edge.bench.contention",
     "edge.bench.fuzz",
+    "edge.bench.soak",
 )
 
 
