@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +105,28 @@ def test_openmp_wait_policy_is_passive_unless_the_environment_says_otherwise():
             env["OMP_WAIT_POLICY"] = given
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         assert out.stdout.strip() == expected
+
+
+def _task_cpus(native_id: int) -> frozenset[int]:
+    for line in Path(f"/proc/self/task/{native_id}/status").read_text().splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            return parse_cpu_list(line.split(":", 1)[1].strip())
+    raise AssertionError(f"no CPU list for thread {native_id}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(allowed_cpus()) < 2, reason="needs two CPUs to tell the sets apart")
+def test_the_loop_and_the_threads_it_starts_run_on_cpu_loop(tiny_bundle, drive_videos):
+    from edge.runtime import running_loop
+
+    loop_cpu = min(allowed_cpus())
+    before = allowed_cpus()
+    config = load_config(None, [f"bundle={str(tiny_bundle)!r}", f"cpu.loop='{loop_cpu}'",
+                                f"camera.source={str(drive_videos[0])!r}", "camera.loop_video=true",
+                                "bus.publish_endpoint='tcp://127.0.0.1:*'", "bus.nav_endpoint='tcp://127.0.0.1:*'"])
+    with running_loop(config) as loop:
+        assert allowed_cpus() == {loop_cpu}
+        started_here = [t for t in threading.enumerate() if t.name == "status-heartbeat"]
+        assert started_here and all(_task_cpus(t.native_id) == {loop_cpu} for t in started_here)
+        assert loop.run(max_cycles=1) == 1
+    assert allowed_cpus() == before  # the caller's own set comes back when the loop closes
