@@ -327,10 +327,21 @@ class Subscriber(_BusSocket):
         frames = self._sock.recv_multipart(flags)
         return self._decode(frames)
 
-    def receive(self, timeout_ms: float = 0) -> Received | None:
-        """Wait up to timeout_ms for a valid message. Rejected ones are counted and skipped."""
+    def handled(self) -> int:
+        """Raw messages taken off the socket so far, valid or rejected."""
+        return sum(self.received.values()) + sum(self.rejected.values())
+
+    def receive(self, timeout_ms: float = 0, max_messages: int | None = None) -> Received | None:
+        """Wait up to timeout_ms for a valid message. Rejected ones are counted and skipped, at
+        most ``max_messages`` raw messages in all (then None), so a flood of bad ones cannot
+        hold the caller."""
         deadline = time.monotonic() + timeout_ms / 1000.0
+        budget = max_messages
         while True:
+            if budget is not None:
+                if budget <= 0:
+                    return None
+                budget -= 1
             remaining_ms = max(0.0, (deadline - time.monotonic()) * 1000.0)
             if not self._poller.poll(remaining_ms):
                 return None

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge.cpus import check_cpus, parse_cpu_list
 from edge.errors import EdgeError
 
 try:
@@ -68,14 +69,18 @@ class BudgetConfig(_Section):
 class VisionConfig(_Section):
     backend: Literal["auto", "onnxruntime", "tensorrt"] = "auto"
     precision: Literal["auto", "fp32", "int8", "fp16"] = "auto"
-    threads: int = Field(default=0, ge=0, description="0 lets the backend decide")
+    threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = one per cpu.models CPU")
+    # Idle intra-op workers busy-wait for the next job: faster on free cores, a collapse beside
+    # other processes (docs/RELIABILITY.md). On only for a machine the runtime has to itself.
+    spin: bool = False
 
 
 class DecoderConfig(_Section):
     n_gpu_layers: int = Field(default=0, ge=-1)
     n_ctx: int = Field(default=4096, ge=256)
     n_batch: int = Field(default=512, ge=32)
-    threads: int = Field(default=0, ge=0, description="0 = all cores")
+    threads: int = Field(default=0, ge=0, description="generation threads; 0 = auto (edge.decoder)")
+    threads_batch: int = Field(default=0, ge=0, description="prefill threads; 0 = one per cpu.models CPU")
     max_tokens: int = Field(default=96, ge=8, le=512)
     quant: str = Field(default="auto", description="which decoder artifact of the bundle")
 
@@ -116,6 +121,25 @@ class AuditConfig(_Section):
     keep: int = Field(default=5, ge=1)
 
 
+class CpuConfig(_Section):
+    """CPU affinity in Linux list notation ("0-3,6"); empty = no pinning (edge/cpus.py)."""
+
+    loop: str = Field(default="", description="the loop thread and the threads it starts")
+    models: str = Field(default="", description="encoder and decoder computation (and their worker threads)")
+
+    @model_validator(mode="after")
+    def _check(self) -> CpuConfig:
+        for key in ("loop", "models"):
+            check_cpus(parse_cpu_list(getattr(self, key)), f"cpu.{key}")
+        return self
+
+    def loop_cpus(self) -> frozenset[int]:
+        return parse_cpu_list(self.loop)
+
+    def model_cpus(self) -> frozenset[int]:
+        return parse_cpu_list(self.models)
+
+
 class RuntimeConfig(_Section):
     bundle: Path | None = None
     camera: CameraConfig = Field(default_factory=CameraConfig)
@@ -125,6 +149,7 @@ class RuntimeConfig(_Section):
     bus: BusConfig = Field(default_factory=BusConfig)
     nav: NavConfig = Field(default_factory=NavConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    cpu: CpuConfig = Field(default_factory=CpuConfig)
 
 
 def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:

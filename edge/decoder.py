@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.budgets import DegradePolicy
 from edge.config import DecoderConfig
+from edge.cpus import model_thread_count
 from edge.grammar import AdviceParseError, advice_grammar, parse_advice, partial_decision
 from edge.llm import ContextSettings, DeadlineExceeded, GreedySampler, LlamaContext, LlamaModel, generate
 from edge.llm.video import frame_pair_timestamps
@@ -52,8 +53,24 @@ def choose_decoder(manifest: BundleManifest, quant: str) -> DecoderArtifact:
     return next(by_quant[q] for q in QUANT_PREFERENCE if q in by_quant)
 
 
+# A decoder this small computes a token in less time than its threads would spend meeting at the
+# barriers between the graph's operations: generation on one thread is faster alone and does not
+# depend on a second core being free (docs/RELIABILITY.md has the figures).
+SMALL_DECODER_BYTES = 256 * 1024 * 1024
+
+
+def decoder_threads(config: DecoderConfig, cpus: frozenset[int], model_bytes: int) -> tuple[int, int]:
+    """(generation threads, prefill threads). Prefill evaluates hundreds of rows per operation and
+    uses every CPU the models may use; generation evaluates one token per operation."""
+    prefill = model_thread_count(config.threads_batch, cpus)
+    if config.threads:
+        return config.threads, prefill
+    return (1 if model_bytes < SMALL_DECODER_BYTES else model_thread_count(0, cpus)), prefill
+
+
 class AdviceDecoder:
-    def __init__(self, bundle_dir: Path, manifest: BundleManifest, config: DecoderConfig):
+    def __init__(self, bundle_dir: Path, manifest: BundleManifest, config: DecoderConfig,
+                 cpus: frozenset[int] = frozenset()):
         self.artifact = choose_decoder(manifest, config.quant)
         self.profile = manifest.profile
         self.template = PromptTemplate.from_manifest(manifest.prompt)
@@ -62,11 +79,13 @@ class AdviceDecoder:
             n_gpu_layers=config.n_gpu_layers,
             expected_n_embd_inp=self.artifact.n_embd_inp,
         )
+        self.threads, self.threads_batch = decoder_threads(config, cpus, self.model.size_bytes())
         needed = self._tokens_needed(config.max_tokens)
         n_ctx = max(config.n_ctx, needed)
         self.ctx = LlamaContext(
             self.model,
-            ContextSettings(n_ctx=n_ctx, n_batch=config.n_batch, n_threads=config.threads or None),
+            ContextSettings(n_ctx=n_ctx, n_batch=config.n_batch, n_threads=self.threads,
+                            n_threads_batch=self.threads_batch),
         )
         # One sampler per grammar variant; degraded cycles drop the rationale.
         self._samplers = {

@@ -15,11 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from edge.audit import AuditLog
+from edge.audit import AuditLog, AuditWriteError
 from edge.budgets import DegradeController, degrade_policy, over_budget
 from edge.bus import Publisher, Subscriber
 from edge.capture import Clip
 from edge.config import BudgetConfig, RuntimeConfig
+from edge.cpus import pinned
 from edge.decoder import AdviceDecoder, DecodeResult
 from edge.feeds import ClipFeed, Clock, FeedHealth
 from edge.manifest import BundleManifest
@@ -98,6 +99,8 @@ class AdviceLoop:
         self._last_feed_state = "ok"
         self._feed_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
+        self._model_cpus = self.config.cpu.model_cpus()
+        self._audit_failing = False
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -155,12 +158,31 @@ class AdviceLoop:
 
     # -- navigation ---------------------------------------------------------------------------
 
-    def poll_nav(self) -> None:
-        """Take every nav message waiting on the socket; only the latest valid one counts."""
-        if self.parts.nav_in is None:
-            return
-        while (got := self.parts.nav_in.receive(timeout_ms=0)) is not None:
-            self.offer_nav(got.message)  # type: ignore[arg-type]
+    def poll_nav(self) -> int:
+        """Take the nav messages waiting on the socket; only the latest valid one counts.
+
+        At most ``bus.receive_hwm`` raw messages per cycle, so a publisher flooding faster than
+        they can be parsed delays a cycle by that many parse costs and no more; the rest waits
+        for the next cycle or is dropped by the socket's high-water mark. Returns how many were
+        taken (valid or not)."""
+        nav_in = self.parts.nav_in
+        if nav_in is None:
+            return 0
+        cap = self.config.bus.receive_hwm
+        taken = 0
+        while taken < cap:
+            before = nav_in.handled()
+            got = nav_in.receive(timeout_ms=0, max_messages=cap - taken)
+            step = nav_in.handled() - before
+            taken += step
+            if got is not None:
+                self.offer_nav(got.message)  # type: ignore[arg-type]
+            elif step == 0:  # nothing waiting (a rejected message ends receive(), not the drain)
+                break
+        if taken >= cap:
+            self.telemetry.event("nav_flood", f"{taken} nav messages waiting in one cycle (the per-cycle cap); "
+                                 "the rest wait or are dropped at the receive high-water mark")
+        return taken
 
     def offer_nav(self, message: NavInstruction) -> bool:
         accepted = self.nav.offer(message, self.parts.clock.mono_ns())
@@ -227,7 +249,8 @@ class AdviceLoop:
         pixels = self.parts.preprocessor.preprocess_clip(clip.frames, clip.frame_ids)
         stages["preprocess_ms"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
-        rows = self.parts.vision.encode(pixels)
+        with pinned(self._model_cpus):
+            rows = self.parts.vision.encode(pixels)
         stages["encode_ms"] = (time.perf_counter() - t) * 1e3
         if time.monotonic() >= deadline:
             return finish(Verdict.NO_ADVICE, "deadline passed during encoding", None)
@@ -239,7 +262,8 @@ class AdviceLoop:
         except NavRefused:  # offer() already checks; this keeps a bug from reaching the prompt
             nav, nav_line = None, nav_sentence(None)
         frame_times_s = [(ts - clip.t_mono_ns[0]) / 1e9 for ts in clip.t_mono_ns]
-        result = self.parts.decoder.decode(rows, frame_times_s, nav_line, policy, deadline, decode_budget_s)
+        with pinned(self._model_cpus):
+            result = self.parts.decoder.decode(rows, frame_times_s, nav_line, policy, deadline, decode_budget_s)
         stages["prefill_ms"] = result.prefill_ms
         stages["decode_ms"] = result.decode_ms if result.stop != "prefill_deadline" else None
         verdict, reason, advice = judge_decode(result, level, stages, self.config.budgets)
@@ -302,9 +326,24 @@ class AdviceLoop:
             prompt_sha256=prompt_sha256,
             decode=decode,
         )
-        if self.parts.audit is not None:
-            self.parts.audit.write(audit_record(outcome))
+        self._write_audit(outcome)
         return outcome
+
+    def _write_audit(self, outcome: CycleOutcome) -> None:
+        """The advice is out already: a full disk costs the record, never the loop."""
+        if self.parts.audit is None:
+            return
+        try:
+            self.parts.audit.write(audit_record(outcome))
+        except AuditWriteError as exc:
+            if not self._audit_failing:
+                log.error("%s; the loop goes on, failed records are counted", exc)
+            self._audit_failing = True
+            self.telemetry.event("audit_write_failed", f"{exc} ({self.parts.audit.failed_writes} records lost)")
+            return
+        if self._audit_failing:
+            self._audit_failing = False
+            self.telemetry.event("audit_recovered", f"writing again after {self.parts.audit.failed_writes} lost")
 
     # -- the loop -----------------------------------------------------------------------------
 

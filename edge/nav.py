@@ -108,6 +108,7 @@ class NavState:
 
     max_ttl_ms: int = 120_000
     refused: Counter[str] = field(default_factory=Counter)
+    accepted: int = 0
     last_refusal: NavRefused | None = None
     expired: int = 0
     _held: _Held | None = None
@@ -120,6 +121,7 @@ class NavState:
             self.refused[exc.kind] += 1
             self.last_refusal = exc
             return False
+        self.accepted += 1
         ttl_ms = min(message.ttl_ms, self.max_ttl_ms)
         self._held = _Held(message, now_mono_ns, now_mono_ns + ttl_ms * 1_000_000)
         return True

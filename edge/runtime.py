@@ -20,8 +20,10 @@ from edge.audit import AuditLog
 from edge.bus import CurveKeys, CurveServer, Publisher, Subscriber
 from edge.capture import CaptureOptions
 from edge.config import RuntimeConfig
+from edge.cpus import pinned
 from edge.decoder import AdviceDecoder
 from edge.feeds import ClipFeed, Clock, LiveFeed, SystemClock, open_live_feed
+from edge.llm.openmp import wait_policy
 from edge.loop import AdviceLoop, LoopParts
 from edge.manifest import BundleError, BundleManifest, load_bundle
 from edge.messages import TOPIC_NAV
@@ -57,13 +59,18 @@ def load_model_parts(config: RuntimeConfig, verify_hashes: bool = True) -> Model
             config.camera.frames_per_clip, manifest.profile.frames_per_clip,
         )
         config.camera.frames_per_clip = manifest.profile.frames_per_clip
-    choice = select_backend(bundle_dir, manifest, config.vision)
+    model_cpus = config.cpu.model_cpus()
+    # Both libraries start their worker threads here; a new thread inherits its creator's CPU set.
+    with pinned(model_cpus):
+        choice = select_backend(bundle_dir, manifest, config.vision, model_cpus)
+        decoder = AdviceDecoder(bundle_dir, manifest, config.decoder, model_cpus)
     log.info("vision backend %s: %s", choice.backend.name, choice.reason)
     # The encoder decides what it is fed: float32 normalised patches, uint8 patch levels it normalises
     # itself, or whole uint8 frames it also cuts into patches.
     preprocessor = Preprocessor(manifest.profile, manifest.normalization, resize_mode=config.camera.resize,
                                 pixel_format=choice.backend.artifact.pixel_format)
-    decoder = AdviceDecoder(bundle_dir, manifest, config.decoder)
+    log.info("decoder threads: %d generation, %d prefill; OpenMP wait policy %s",
+             decoder.threads, decoder.threads_batch, wait_policy())
     return ModelParts(manifest, bundle_dir, preprocessor, choice.backend, choice.reason, decoder)
 
 
@@ -124,6 +131,8 @@ def running_loop(
 ) -> Iterator[AdviceLoop]:
     """Everything opened in order and closed in reverse, the audit log synced last."""
     with contextlib.ExitStack() as stack:
+        # The loop thread's CPU set; the capture and heartbeat threads started below inherit it.
+        stack.enter_context(pinned(config.cpu.loop_cpus()))
         if models is None:
             models = load_model_parts(config)
             stack.callback(models.close)
@@ -161,7 +170,9 @@ def stop_on_signals(loop: AdviceLoop) -> Iterator[None]:
     supervisor's kill never leaves a torn record."""
 
     def handler(signum: int, _frame: object) -> None:
-        log.warning("signal %d: stopping after this cycle", signum)
+        name = signal.Signals(signum).name
+        log.warning("%s: stopping after this cycle", name)
+        loop.telemetry.event("signal", f"{name}: stopping after this cycle")  # the last status names it
         if loop.parts.audit is not None:
             loop.parts.audit.sync()
         loop.stop()

@@ -11,6 +11,9 @@ BENCH_MODULES = (
     "edge.bench.encoder",
     "edge.bench.decode",
     "edge.bench.loop",
+    "edge.bench.contention",
+    "edge.bench.fuzz",
+    "edge.bench.soak",
 )
 
 

@@ -46,6 +46,8 @@ class LoopBenchSettings:
     quant: str = "auto"
     max_tokens: int = 96
     audit: bool = True
+    overrides: tuple[str, ...] = ()  # config `key=value` assignments applied last (--set)
+    keep_samples: bool = False  # the report also carries every measured cycle's stage times
 
     def __post_init__(self) -> None:
         if self.mode not in ("stepped", "live"):
@@ -71,7 +73,7 @@ def bench_config(bundle: Path, settings: LoopBenchSettings, audit_path: Path | N
         "max_frame_age_ms", "preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "publish_ms", "total_ms")]
     if audit_path is not None:
         sets.append(f"audit.path={str(audit_path)!r}")
-    return load_config(None, sets)
+    return load_config(None, [*sets, *settings.overrides])
 
 
 def _open_feed(settings: LoopBenchSettings, video: Path, models):
@@ -145,6 +147,7 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
                 resizes = models.preprocessor.resizes - preprocess_resizes_before
                 vision_backend = models.vision.name  # type: ignore[attr-defined]
                 decoder_quant = models.decoder.artifact.quant
+                decoder_threads = {"generation": models.decoder.threads, "prefill": models.decoder.threads_batch}
                 audit_lines = 0
                 if audit_path is not None:
                     loop.parts.audit.sync()  # type: ignore[union-attr]
@@ -170,11 +173,12 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
         "preprocess_resizes": resizes,
         "audit_lines": audit_lines,
     }
+    extra = {"samples": samples} if settings.keep_samples else {}
     return make_report(
         "loop", results, ratios,
-        work=work,
+        work=work, **extra,
         config={**asdict(settings), "bundle": str(bundle), "video": str(video), "vision_backend": vision_backend,
-                "decoder_quant": decoder_quant, "budgets_ms": UNREACHABLE_BUDGET_MS, "cpu_count": os.cpu_count(),
+                "decoder_quant": decoder_quant, "decoder_threads": decoder_threads, "budgets_ms": UNREACHABLE_BUDGET_MS, "cpu_count": os.cpu_count(),
                 "overhead": "cycle_wall - (encode + prefill + decode)"},
     )
 
@@ -195,6 +199,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quant", default="auto", help="decoder artifact of the bundle")
     parser.add_argument("--max-tokens", type=int, default=96, help="decoder.max_tokens")
     parser.add_argument("--no-audit", action="store_true", help="run without the JSONL audit log")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override applied last (e.g. decoder.threads_batch=2, vision.spin=true)")
+    parser.add_argument("--samples", action="store_true", help="also write every cycle's stage times")
     parser.set_defaults(func=_main)
 
 
@@ -202,6 +209,7 @@ def _main(args: argparse.Namespace) -> int:
     settings = LoopBenchSettings(
         cycles=args.cycles, warmup=args.warmup, mode=args.mode, interval_ms=args.interval_ms, threads=args.threads,
         vision_threads=args.vision_threads, quant=args.quant, max_tokens=args.max_tokens, audit=not args.no_audit,
+        overrides=tuple(args.overrides), keep_samples=args.samples,
     )
     report = run_loop_bench(args.bundle, args.video, settings)
     path = write_report(args.out, report)

@@ -6,6 +6,10 @@
 - positions: the M-RoPE position arithmetic; video: Qwen3-VL's frame-pair timestamps
 """
 
+from edge.llm.openmp import set_wait_policy
+
+set_wait_policy()  # before llama_cpp loads libgomp: see edge/llm/openmp.py
+
 from edge.llm.context import ContextSettings, KvMark, LlamaContext
 from edge.llm.errors import ContextFullError, DeadlineExceeded, EmbeddingWidthError, LlamaError
 from edge.llm.model import LlamaModel

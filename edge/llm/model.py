@@ -112,6 +112,10 @@ class LlamaModel:
         return self.n_embd_inp // self.n_embd - 1
 
     # -- tokenizer -----------------------------------------------------------------------------
+    def size_bytes(self) -> int:
+        """The weights' size in bytes (what one token's evaluation reads, for a dense model)."""
+        return int(llama_cpp.llama_model_size(self.ptr))
+
     def tokenize(self, text: str, add_special: bool = False, parse_special: bool = True) -> list[int]:
         """Text -> token ids. `parse_special` makes '<|im_start|>' one control token, as transformers does."""
         data = text.encode("utf-8")

@@ -16,7 +16,8 @@ def available_providers() -> list[str]:
 
 
 class OnnxRuntimeBackend(VisionBackend):
-    def __init__(self, bundle_dir: Path, artifact: VisionArtifact, *, use_cuda: bool = True, threads: int = 0):
+    def __init__(self, bundle_dir: Path, artifact: VisionArtifact, *, use_cuda: bool = True, threads: int = 0,
+                 spin: bool = False):
         if artifact.format != "onnx":
             raise VisionBackendError(f"{artifact.path} is a {artifact.format} artifact, not ONNX")
         providers = ["CPUExecutionProvider"]
@@ -26,6 +27,11 @@ class OnnxRuntimeBackend(VisionBackend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        # Off by default: idle workers that busy-wait take the CPU the decoder's threads and any
+        # neighbouring process need (edge/cpus.py).
+        spinning = "1" if spin else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         try:
             self._session = ort.InferenceSession(str(Path(bundle_dir) / artifact.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception zoo

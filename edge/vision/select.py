@@ -53,7 +53,10 @@ def _try_tensorrt(bundle_dir: Path, manifest: BundleManifest, config: VisionConf
     return None, "; ".join(reasons)
 
 
-def select_backend(bundle_dir: Path, manifest: BundleManifest, config: VisionConfig) -> BackendChoice:
+def select_backend(bundle_dir: Path, manifest: BundleManifest, config: VisionConfig,
+                   cpus: frozenset[int] = frozenset()) -> BackendChoice:
+    """`cpus`: the CPUs the models may use (cpu.models); with threads=0 ONNX Runtime then gets one
+    thread per CPU of that set, without it one per physical core (its own default)."""
     from edge.vision.onnxruntime import OnnxRuntimeBackend
 
     trt_reason = "TensorRT not requested"
@@ -65,7 +68,8 @@ def select_backend(bundle_dir: Path, manifest: BundleManifest, config: VisionCon
             raise VisionBackendError(f"vision.backend=tensorrt but it cannot run here: {trt_reason}")
     precision = "auto" if config.precision == "fp16" else config.precision
     artifact, what = _pick_onnx(manifest, precision)
-    backend = OnnxRuntimeBackend(bundle_dir, artifact, threads=config.threads)
+    threads = config.threads or len(cpus)
+    backend = OnnxRuntimeBackend(bundle_dir, artifact, threads=threads, spin=config.spin)
     reason = f"{what} on {backend.provider}"
     if config.backend == "auto":
         reason += f" (TensorRT skipped: {trt_reason})"
