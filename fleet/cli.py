@@ -38,6 +38,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 130 if fleet["interrupted"] else 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge.benchreport import write_report
+    from fleet.bench import fleet_bench
+
+    report = fleet_bench(args.bundle, args.scenes, workers=args.workers, rounds=args.rounds, combos=args.precision,
+                         progress=lambda line: print(line, file=sys.stderr))
+    write_report(args.out, report)
+    for name, value in report["ratios"].items():
+        print(f"{name}: {value:.2f}" if value is not None else f"{name}: n/a")
+    print(f"load average before/after: {report['load_average']['before']} / {report['load_average']['after']}")
+    print(f"report written to {args.out}")
+    return 0
+
+
 def register(subparsers) -> None:
     fleet = subparsers.add_parser(
         "fleet",
@@ -66,3 +80,18 @@ def register(subparsers) -> None:
                     help="only these combinations, e.g. int8+q4_k_m (repeatable; the reference is always run)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_eval)
+
+    bench = commands.add_parser(
+        "bench",
+        help="throughput of 1 single-threaded worker against N, interleaved (scenes/min, cycles/s, ratio)",
+        description="Replays the same drives alternately with 1 and with --workers single-threaded workers in one "
+                    "local Ray session and writes medians, the ratio and the machine's load average.",
+    )
+    bench.add_argument("--scenes", type=Path, nargs="+", required=True, metavar="DIR", help="folders of drives")
+    bench.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the built-in default bundle)")
+    bench.add_argument("--out", type=Path, required=True, help="benchmark JSON to write")
+    bench.add_argument("--workers", type=int, default=2, help="the configuration compared with 1 worker")
+    bench.add_argument("--rounds", type=int, default=2, help="runs of each configuration (default %(default)s)")
+    bench.add_argument("--precision", action="append", metavar="ENCODER+DECODER",
+                       help="only these combinations (the reference is always run)")
+    bench.set_defaults(func=_cmd_bench)

@@ -89,10 +89,10 @@ class Scheduler:
         try:
             outcome: DriveOutcome = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:
-            self._worker_died(actor_id)
             reason = f"worker died while replaying it ({type(exc).__name__})"
             self._failed_attempt(actor_id, drive, DriveOutcome(drive, f"actor {actor_id}", error=reason,
                                                                error_kind=WORKER_FAULT))
+            self._worker_died(actor_id)  # after the drive is back in the queue: a replacement is wanted for it
             return
         if outcome.ok or outcome.error_kind == BAD_INPUT:
             self._finish(outcome)

@@ -21,6 +21,7 @@ class DriveOutcome:
     error: str | None = None
     error_kind: str | None = None  # BAD_INPUT or WORKER_FAULT when error is set
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the worker's process (all its threads) while on this drive
 
     @property
     def ok(self) -> bool:

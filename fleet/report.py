@@ -18,7 +18,7 @@ def drive_row(drive: Scene, outcome: DriveOutcome | None, attempts: int) -> dict
     if outcome is None:
         return {"drive": drive.rel, "status": NOT_RUN, "attempts": attempts}
     row: dict = {"drive": drive.rel, "status": DONE if outcome.ok else FAILED, "attempts": attempts,
-                 "worker": outcome.worker, "wall_s": round(outcome.wall_s, 2)}
+                 "worker": outcome.worker, "wall_s": round(outcome.wall_s, 2), "cpu_s": round(outcome.cpu_s, 2)}
     if outcome.ok:
         row["scenario"], row["variant"] = drive.scenario, drive.variant
         row["cycles"] = len(next(iter(outcome.runs.values())).actions) if outcome.runs else 0
@@ -44,11 +44,14 @@ def fleet_report(manifest: BundleManifest, bundle_dir: Path, drives: list[Scene]
     rows = [drive_row(d, finished.get(d.rel), attempts.get(d.rel, 0)) for d in drives]
     counts = {status: sum(r["status"] == status for r in rows) for status in (DONE, FAILED, NOT_RUN)}
     cycles = sum(r.get("cycles", 0) for r in rows) * len(combos)
+    cpu_s = sum(r.get("cpu_s", 0.0) for r in rows)
     replay_s = timing["wall_s"] - timing["startup_s"]
     report.update({
         "fleet": {"workers": workers, "interrupted": interrupted, "drives_given": len(drives), **counts,
                   "wall_s": round(timing["wall_s"], 2), "startup_s": round(timing["startup_s"], 2),
-                  "replay_s": round(replay_s, 2), "cycles": cycles,
+                  "replay_s": round(replay_s, 2), "cycles": cycles, "worker_cpu_s": round(cpu_s, 2),
+                  # Cores the workers got, on average: below the worker count, other processes took the rest.
+                  "worker_cores_used": round(cpu_s / replay_s, 2) if replay_s > 0 else None,
                   "scenes_per_minute": round(counts[DONE] * 60 / replay_s, 2) if replay_s > 0 else None,
                   "cycles_per_second": round(cycles / replay_s, 3) if replay_s > 0 else None},
         "drives": rows,

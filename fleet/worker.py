@@ -66,7 +66,7 @@ class ReplayWorker:
 
     def replay(self, drive: Scene) -> DriveOutcome:
         """Replay one drive under every combination; failures come back as the outcome's error."""
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         outcome = DriveOutcome(drive, self.name)
         if self.bundle_error is not None:
             outcome.error, outcome.error_kind = self.bundle_error, WORKER_FAULT
@@ -79,7 +79,7 @@ class ReplayWorker:
             outcome.runs, outcome.error, outcome.error_kind = {}, str(exc), BAD_INPUT
         except Exception as exc:  # anything else is this worker's fault until shown otherwise: retried elsewhere
             outcome.runs, outcome.error, outcome.error_kind = {}, f"{type(exc).__name__}: {exc}", WORKER_FAULT
-        outcome.wall_s = time.monotonic() - started
+        outcome.wall_s, outcome.cpu_s = time.monotonic() - started, time.process_time() - cpu_started
         return outcome
 
     def close(self) -> None:
