@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "sim.cli",
     "sim.replay_cli",
     "export.train.cli",
+    "fleet.cli",
 )
 
 

@@ -51,7 +51,8 @@ install_wheel() {  # folder -> installs its wheel into .venv unless that very bu
   if [ "$(cat .venv/.llama-wheel 2>/dev/null)" != "$1" ]; then
     "$py" -m pip uninstall -q -y llama-cpp-python >/dev/null 2>&1 || true
     # --no-index: the wheel comes from this folder, never from pip's cache or a registry.
-    # --no-deps: its own requirements (numpy, jinja2, ...) come from the registry with the project.
+    # --no-deps: its dependencies (numpy, diskcache, ...) are not in that folder; the project's own
+    # install below resolves them from the registry (a fresh .venv has none of them yet).
     pip install --no-index --no-deps --find-links "$1" "llama-cpp-python==$LLAMA_VERSION"
     echo "$1" > .venv/.llama-wheel
   fi
@@ -70,7 +71,7 @@ wheel_dir="$(ensure_wheel "$target")"
 log "installing torch $TORCH_VERSION (CPU build) and the project"
 pip install "torch==$TORCH_VERSION"
 install_wheel "$wheel_dir"
-pip install -e ".[export,dev]"
+pip install -e ".[export,dev,fleet]"
 
 # Prove the build works on this CPU before saying "ready" (edge/llm/selftest.py: a multi-threaded
 # decode in a child process, checked against a single-threaded one).

@@ -146,25 +146,8 @@ def agreement(a: list[SceneRun], b: list[SceneRun]) -> dict:
     return {"agreement": same / total if total else None, "cycles": total, "same": same}
 
 
-def evaluate(
-    bundle: Path | str | None,
-    scenes_root: Path | str,
-    out: Path | str | None = None,
-    *,
-    combos: list[str] | None = None,
-    max_scenes: int | None = None,
-    progress: Callable[[str], None] | None = print,
-) -> dict:
-    """Replay every scene under `scenes_root` per precision combination; write and return the report."""
-    from edge.benchreport import machine_info
-    from edge.runtime import load_model_parts
-    from sim.replay import replay_config
-
-    if bundle is None:
-        from export.train.default import ensure_default_bundle
-
-        bundle = ensure_default_bundle()
-    manifest, bundle_dir = load_bundle(bundle)
+def choose_combos(manifest: BundleManifest, combos: list[str] | None) -> tuple[list[Combo], Combo]:
+    """The combinations to run (the reference, the bundle's most precise one, always among them)."""
     available = bundle_combos(manifest)
     if combos:
         wanted = [Combo.parse(c) for c in combos]
@@ -177,6 +160,51 @@ def evaluate(
     reference = available[0]
     if reference not in chosen:
         chosen = [reference, *chosen]
+    return chosen, reference
+
+
+def eval_report(manifest: BundleManifest, bundle_dir: Path, scenes: list[Scene], reference: Combo,
+                runs: dict[str, list[SceneRun]]) -> dict:
+    """The report of `edge eval` (and `edge fleet eval`): per combination, and each against the reference."""
+    from edge.benchreport import machine_info
+
+    return {
+        "bench": REPORT_NAME,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_info(),
+        "bundle": str(bundle_dir),
+        "bundle_sha256": manifest.bundle_sha256(),
+        "source": {k: manifest.source.get(k) for k in ("checkpoint", "config_sha256") if k in manifest.source},
+        "scenes": [s.rel for s in scenes],
+        "mode": "lockstep",
+        "reference": reference.name,
+        "precisions": {name: summarize(r) for name, r in runs.items()},
+        "agreement": {f"{name} vs {reference.name}": agreement(r, runs[reference.name])["agreement"]
+                      for name, r in runs.items() if name != reference.name},
+        "agreement_detail": {f"{name} vs {reference.name}": agreement(r, runs[reference.name])
+                             for name, r in runs.items() if name != reference.name},
+    }
+
+
+def evaluate(
+    bundle: Path | str | None,
+    scenes_root: Path | str,
+    out: Path | str | None = None,
+    *,
+    combos: list[str] | None = None,
+    max_scenes: int | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> dict:
+    """Replay every scene under `scenes_root` per precision combination; write and return the report."""
+    from edge.runtime import load_model_parts
+    from sim.replay import replay_config
+
+    if bundle is None:
+        from export.train.default import ensure_default_bundle
+
+        bundle = ensure_default_bundle()
+    manifest, bundle_dir = load_bundle(bundle)
+    chosen, reference = choose_combos(manifest, combos)
     scenes = find_scenes(scenes_root)
     if max_scenes is not None:
         scenes = scenes[:max_scenes]
@@ -198,22 +226,7 @@ def evaluate(
         finally:
             models.close()
 
-    report = {
-        "bench": REPORT_NAME,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine_info(),
-        "bundle": str(bundle_dir),
-        "bundle_sha256": manifest.bundle_sha256(),
-        "source": {k: manifest.source.get(k) for k in ("checkpoint", "config_sha256") if k in manifest.source},
-        "scenes": [s.rel for s in scenes],
-        "mode": "lockstep",
-        "reference": reference.name,
-        "precisions": {name: summarize(r) for name, r in runs.items()},
-        "agreement": {f"{name} vs {reference.name}": agreement(r, runs[reference.name])["agreement"]
-                      for name, r in runs.items() if name != reference.name},
-        "agreement_detail": {f"{name} vs {reference.name}": agreement(r, runs[reference.name])
-                             for name, r in runs.items() if name != reference.name},
-    }
+    report = eval_report(manifest, bundle_dir, scenes, reference, runs)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(report, indent=2) + "\n")

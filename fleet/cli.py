@@ -1,0 +1,97 @@
+"""`edge fleet eval`: `edge eval` over many drives on Ray (local on demand, or a cluster).
+
+    edge fleet eval --scenes scenes/heldout --out fleet.json                 # local Ray, 2 workers
+    edge fleet eval --scenes /mnt/drives/a /mnt/drives/b --bundle B --out fleet.json \\
+        --address ray://head:10001 --workers 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from fleet.driver import FleetOptions, run_fleet
+
+    options = FleetOptions(workers=args.workers, threads=args.threads, address=args.address, combos=args.precision,
+                           progress=not args.quiet)
+    try:
+        report = run_fleet(args.bundle, args.scenes, args.out, options)
+    except ValueError as exc:  # a precision the bundle lacks; EdgeErrors are printed by edge.cli
+        print(f"edge fleet eval: {exc}", file=sys.stderr)
+        return 2
+    fleet = report["fleet"]
+    for name, figures in report["precisions"].items():
+        acc = figures["accuracy"]
+        print(f"{name:16s} accuracy {acc:.1%} over {figures['cycles']} cycles" if acc is not None
+              else f"{name:16s} no labelled cycles")
+    for name, value in report["agreement"].items():
+        print(f"{name:30s} agreement {value:.1%}" if value is not None else f"{name}: no common cycles")
+    print(f"drives: {fleet['done']} done, {fleet['failed']} failed, {fleet['not_run']} not run of "
+          f"{fleet['drives_given']} ({fleet['scenes_per_minute']} per minute on {fleet['workers']} workers)")
+    for row in report["drives"]:
+        if row["status"] == "failed":
+            print(f"  failed {row['drive']}: {row['error']}")
+    print(f"report written to {args.out}")
+    return 130 if fleet["interrupted"] else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge.benchreport import write_report
+    from fleet.bench import fleet_bench
+
+    report = fleet_bench(args.bundle, args.scenes, workers=args.workers, rounds=args.rounds, combos=args.precision,
+                         progress=lambda line: print(line, file=sys.stderr))
+    write_report(args.out, report)
+    for name, value in report["ratios"].items():
+        print(f"{name}: {value:.2f}" if value is not None else f"{name}: n/a")
+    print(f"load average before/after: {report['load_average']['before']} / {report['load_average']['after']}")
+    print(f"report written to {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    fleet = subparsers.add_parser(
+        "fleet",
+        help="replay many recorded drives through a bundle on Ray (needs the [fleet] extra)",
+        description="Fleet replay on Ray: a local Ray started on demand, or a cluster (--address / RAY_ADDRESS).",
+    )
+    commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
+    ev = commands.add_parser(
+        "eval",
+        help="edge eval over many drives, spread over Ray workers",
+        description="Replays every drive folder (video.mp4 + labels.jsonl [+ nav.jsonl] + scene.json) under --scenes "
+                    "in lock-step, once per precision combination, on Ray actors that load the bundle once each. The "
+                    "report is edge eval's plus a row per drive (done, failed with the reason, or not run).",
+    )
+    ev.add_argument("--scenes", type=Path, nargs="+", required=True, metavar="DIR",
+                    help="folders of drives (searched recursively); on a cluster, paths every node can read")
+    ev.add_argument("--bundle", type=Path, default=None,
+                    help="bundle folder, at the same path on every node (default: the built-in default bundle)")
+    ev.add_argument("--out", type=Path, required=True, help="report JSON to write")
+    ev.add_argument("--workers", type=int, default=2, help="Ray actors (default %(default)s)")
+    ev.add_argument("--threads", type=int, default=1,
+                    help="threads per worker for the vision encoder and the decoder (default %(default)s)")
+    ev.add_argument("--address", default=None,
+                    help="Ray cluster (ray://HOST:10001 or HOST:6379); default RAY_ADDRESS, else a local Ray")
+    ev.add_argument("--precision", action="append", metavar="ENCODER+DECODER",
+                    help="only these combinations, e.g. int8+q4_k_m (repeatable; the reference is always run)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_eval)
+
+    bench = commands.add_parser(
+        "bench",
+        help="throughput of 1 single-threaded worker against N, interleaved (scenes/min, cycles/s, ratio)",
+        description="Replays the same drives alternately with 1 and with --workers single-threaded workers in one "
+                    "local Ray session and writes medians, the ratio and the machine's load average.",
+    )
+    bench.add_argument("--scenes", type=Path, nargs="+", required=True, metavar="DIR", help="folders of drives")
+    bench.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the built-in default bundle)")
+    bench.add_argument("--out", type=Path, required=True, help="benchmark JSON to write")
+    bench.add_argument("--workers", type=int, default=2, help="the configuration compared with 1 worker")
+    bench.add_argument("--rounds", type=int, default=2, help="runs of each configuration (default %(default)s)")
+    bench.add_argument("--precision", action="append", metavar="ENCODER+DECODER",
+                       help="only these combinations (the reference is always run)")
+    bench.set_defaults(func=_cmd_bench)

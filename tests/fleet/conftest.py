@@ -1,0 +1,65 @@
+"""Fixtures of the fleet tests: the built-in default bundle, a few short held-out drives, and a check
+that no Ray process outlives a test."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+
+HELDOUT_SEED = 1001  # never used for training or calibration (tests/export/test_eval.py)
+DRIVE_SECONDS = 4.0  # cycles at 1.5, 2.0, ... 3.5 s: 5 per drive
+SCENARIOS = ("red_light", "pedestrian_crossing", "cyclist_nudge", "turn_right")
+
+
+def ray_processes() -> set[int]:
+    """Ray's own daemons and workers (raylet, GCS, ray:: actor processes) running on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"raylet" in cmdline or b"gcs_server" in cmdline or cmdline.startswith(b"ray::"):
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_ray_process_left_behind():
+    before = ray_processes()
+    yield
+    deadline = time.monotonic() + 15  # shutdown ends them within seconds
+    while (left := ray_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"Ray processes left running after the test: {sorted(left)}"
+
+
+@pytest.fixture(scope="session")
+def default_bundle() -> Path:
+    from export.train.default import ensure_default_bundle
+
+    return ensure_default_bundle(progress=False)
+
+
+@pytest.fixture(scope="session")
+def drives_root(tmp_path_factory) -> Path:
+    """Four short rendered drives, one folder each (video.mp4, labels.jsonl, nav.jsonl, scene.json)."""
+    from sim.scene import render_scene
+
+    root = tmp_path_factory.mktemp("drives")
+    for name in SCENARIOS:
+        render_scene(name, HELDOUT_SEED, root / name, duration_s=DRIVE_SECONDS)
+    return root
+
+
+def os_kill(pid: int) -> None:
+    import signal
+
+    os.kill(pid, signal.SIGKILL)
