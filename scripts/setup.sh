@@ -51,7 +51,9 @@ install_wheel() {  # folder -> installs its wheel into .venv unless that very bu
   if [ "$(cat .venv/.llama-wheel 2>/dev/null)" != "$1" ]; then
     "$py" -m pip uninstall -q -y llama-cpp-python >/dev/null 2>&1 || true
     # --no-index: the wheel comes from this folder, never from pip's cache or a registry.
-    pip install --no-index --find-links "$1" "llama-cpp-python==$LLAMA_VERSION"
+    # --no-deps: its dependencies (numpy, diskcache) are not in that folder; the project install
+    # below resolves them from the registry (a fresh venv has no numpy: torch does not pull it).
+    pip install --no-index --no-deps --find-links "$1" "llama-cpp-python==$LLAMA_VERSION"
     echo "$1" > .venv/.llama-wheel
   fi
 }
