@@ -42,9 +42,13 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
     from edge.manifest import BundleError
-    from export.bundle import build_bundle
+    from export.bundle import DEFAULT_QUANTS, build_bundle
     from export.checkpoint import CheckpointError
 
+    quants = list(args.quant or DEFAULT_QUANTS)
+    # --verify checks the GGUF conversion on an unquantised decoder; one is exported for the check
+    # alone (and removed after it) when none was asked for.
+    reference_only = [] if not args.verify or set(quants) & {"f32", "f16"} or args.vision_only else ["f16"]
     try:
         manifest = build_bundle(
             args.checkpoint,
@@ -52,7 +56,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
             width=args.width,
             height=args.height,
             frames=args.frames,
-            quants=args.quant or None,
+            quants=quants + reference_only,
             progress=not args.no_progress,
             overwrite=args.overwrite,
             include_decoder=not args.vision_only,
@@ -62,6 +66,13 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     except (BundleError, CheckpointError) as exc:
         print(f"edge export bundle: {exc}", file=sys.stderr)
         return 2
+    if args.verify:
+        code = _verify_new_bundle(args, reference_only)
+        if code:
+            return code
+        from edge.manifest import load_bundle
+
+        manifest, _ = load_bundle(args.out, verify_hashes=False)
     checkpoint_bytes = manifest.source.get("checkpoint_bytes", 0)
     peak = peak_rss_bytes()
     print(f"bundle written to {args.out} (bundle sha256 {manifest.bundle_sha256()[:16]})")
@@ -74,6 +85,28 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     for art in manifest.decoder:
         print(f"  decoder {art.path} {art.quant} n_embd {art.n_embd} n_embd_inp {art.n_embd_inp}")
     print(f"  peak RSS {peak / 2**20:.0f} MiB; checkpoint weights {checkpoint_bytes / 2**20:.1f} MiB")
+    return 0
+
+
+def _verify_new_bundle(args: argparse.Namespace, reference_only: list[str]) -> int:
+    """`--verify`: the bundle against transformers; a bundle under its thresholds is removed (exit 1)."""
+    from export.verify_cli import print_report, thresholds_from_args
+    from export.verify_gate import VerifyFailed, verify_new_bundle
+
+    if args.vision_only:
+        print("edge export bundle: --verify needs the decoder (not with --vision-only)", file=sys.stderr)
+        return 2
+    try:
+        report = verify_new_bundle(args.out, args.checkpoint, thresholds_from_args(args),
+                                   reference_only=reference_only, threads=args.threads)
+    except VerifyFailed as exc:
+        for failure in exc.failures:
+            print(f"edge export bundle: verify FAIL {failure}", file=sys.stderr)
+        print(f"edge export bundle: {args.out} removed: it does not meet the verify thresholds", file=sys.stderr)
+        return 1
+    print_report(report)
+    if reference_only:
+        print(f"  {', '.join(reference_only)} decoder exported for the check only, removed from the bundle")
     return 0
 
 
@@ -113,6 +146,13 @@ def register(subparsers) -> None:
     bundle.add_argument("--no-self-check", action="store_true",
                         help="skip the ONNX Runtime vs transformers check of the exported vision graph")
     bundle.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bundle.add_argument("--verify", action="store_true",
+                        help="run `edge export verify` at the end (report stored in the bundle); a bundle that "
+                        "misses a threshold is removed and the command exits 1")
+    bundle.add_argument("--threads", type=int, default=None, help="CPU threads for --verify")
+    from export.verify_cli import add_threshold_arguments
+
+    add_threshold_arguments(bundle)
     bundle.set_defaults(func=_cmd_bundle)
 
     # ---- `edge export verify` (decoder side, helper X2) --------------------------------------

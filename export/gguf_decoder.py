@@ -210,6 +210,31 @@ def _expert_layout(reader: CheckpointReader, gate_up: str, down: str, hp: Decode
     )
 
 
+def expected_text_shapes(hp: DecoderHparams) -> dict[str, tuple[int, ...]]:
+    """Shape of each non-expert text tensor (HF suffix, `{i}` for the layer) the hyperparameters imply."""
+    H, q, kv = hp.n_embd, hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
+    return {
+        "embed_tokens.weight": (hp.n_vocab, H),
+        "norm.weight": (H,),
+        "lm_head.weight": (hp.n_vocab, H),
+        "input_layernorm.weight": (H,),
+        "self_attn.q_proj.weight": (q, H),
+        "self_attn.k_proj.weight": (kv, H),
+        "self_attn.v_proj.weight": (kv, H),
+        "self_attn.o_proj.weight": (H, q),
+        "self_attn.q_norm.weight": (hp.head_dim,),
+        "self_attn.k_norm.weight": (hp.head_dim,),
+        "post_attention_layernorm.weight": (H,),
+        "mlp.gate.weight": (hp.n_expert, H),
+    }
+
+
+def _check_shape(reader: CheckpointReader, name: str, want: tuple[int, ...]) -> None:
+    got = tuple(reader.shape(name))
+    if got != tuple(want):
+        raise DecoderExportError(f"{reader.path}: tensor {name!r} has shape {got}, the config implies {tuple(want)}")
+
+
 def plan_decoder_tensors(reader: CheckpointReader, hp: DecoderHparams, base: str) -> list[ConversionStep]:
     """Every GGUF tensor of the decoder, in file order, with how to make it from the checkpoint."""
     if base not in BASE_QUANTS:
@@ -220,8 +245,13 @@ def plan_decoder_tensors(reader: CheckpointReader, hp: DecoderHparams, base: str
     steps: list[ConversionStep] = []
     used: set[str] = set()
 
+    expected = expected_text_shapes(hp)
+
     def simple(src: str, dst: str) -> None:
         shape = tuple(reader.shape(src))
+        suffix = _LAYER_RE.search(src)
+        _check_shape(reader, src, expected["lm_head.weight" if src in LM_HEAD_NAMES
+                                           else suffix.group(2) if suffix else src[len(prefix):]])
         dtype = np.float32 if (len(shape) == 1 or dst.endswith(_F32_SUFFIXES)) else wide
 
         def produce() -> Iterator[np.ndarray]:
@@ -231,9 +261,6 @@ def plan_decoder_tensors(reader: CheckpointReader, hp: DecoderHparams, base: str
         used.add(src)
 
     simple(prefix + "embed_tokens.weight", "token_embd.weight")
-    emb_shape = reader.shape(prefix + "embed_tokens.weight")
-    if emb_shape != (hp.n_vocab, hp.n_embd):
-        raise DecoderExportError(f"embed_tokens shape {emb_shape} != (vocab_size {hp.n_vocab}, hidden {hp.n_embd})")
 
     E, H, I = hp.n_expert, hp.n_embd, hp.n_ff_exp  # noqa: E741
     for il in range(hp.n_layer):
@@ -259,6 +286,8 @@ def plan_decoder_tensors(reader: CheckpointReader, hp: DecoderHparams, base: str
                 )
             for kind, out_name, shape in (("gate_proj", gate_name, (E, I, H)), ("up_proj", up_name, (E, I, H)),
                                           ("down_proj", down_name, (E, H, I))):
+                for src in per_expert[kind]:
+                    _check_shape(reader, src, shape[1:])
                 steps.append(_stacked_step(reader, per_expert[kind], out_name, shape, wide))
                 used.update(per_expert[kind])
 
@@ -306,9 +335,7 @@ def _fused_down_step(reader, src, layout, name, shape, dtype) -> ConversionStep:
 def _stacked_step(reader, sources, name, shape, dtype) -> ConversionStep:
     def produce() -> Iterator[np.ndarray]:
         out = np.empty(shape, dtype=dtype)
-        for e, src in enumerate(sources):  # one expert in memory at a time
-            if tuple(reader.shape(src)) != shape[1:]:
-                raise DecoderExportError(f"{src}: shape {reader.shape(src)} != {shape[1:]}")
+        for e, src in enumerate(sources):  # one expert in memory at a time (shapes checked in the plan)
             out[e] = _to_numpy(reader.get(src, dtype="stored"), dtype, src)
         yield out
 
