@@ -25,6 +25,8 @@ def peak_rss_bytes() -> int:
 
 
 def _cmd_tiny(args: argparse.Namespace) -> int:
+    if args.preset == "full-dims":
+        return _cmd_full_dims(args)
     from export.tiny import make_tiny_checkpoint
 
     path = make_tiny_checkpoint(
@@ -37,6 +39,21 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     )
     size = sum(p.stat().st_size for p in path.glob("*.safetensors"))
     print(f"tiny checkpoint ({args.preset}, seed {args.seed}) written to {path} ({size / 2**20:.1f} MiB of weights)")
+    return 0
+
+
+def _cmd_full_dims(args: argparse.Namespace) -> int:
+    from export.full_dims import make_full_dims_checkpoint
+
+    try:
+        path = make_full_dims_checkpoint(args.out, args.layers, experts=args.experts, seed=args.seed,
+                                         vision=args.vision, shard_size_mb=args.shard_size_mb or 2048)
+    except ValueError as exc:
+        print(f"edge export tiny: {exc}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in path.glob("*.safetensors"))
+    print(f"full-dims checkpoint ({args.layers} layers, {args.experts} experts, {args.vision} vision, seed {args.seed}) "
+          f"written to {path} ({size / 2**30:.2f} GiB of bf16 weights; peak RSS {peak_rss_bytes() / 2**30:.2f} GiB)")
     return 0
 
 
@@ -121,8 +138,12 @@ def register(subparsers) -> None:
     tiny = commands.add_parser("tiny", help="write a tiny random-initialised Qwen3-VL-MoE checkpoint (tests, demo)")
     tiny.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--preset", choices=["tiny", "full-vision"], default="tiny",
-                      help="full-vision: real 30B-A3B vision tower dimensions (~0.54B params) with the tiny decoder")
+    tiny.add_argument("--preset", choices=["tiny", "full-vision", "full-dims"], default="tiny",
+                      help="full-vision: real 30B-A3B vision tower dimensions (~0.54B params) with the tiny decoder; "
+                      "full-dims: every tensor at the real 30B-A3B shape, --layers decoder layers (bf16, sharded)")
+    tiny.add_argument("--layers", type=int, default=4, help="full-dims: decoder layers (>= 4; the real model has 48)")
+    tiny.add_argument("--experts", type=int, default=128, help="full-dims: experts per layer (real: 128)")
+    tiny.add_argument("--vision", choices=["full", "tiny"], default="full", help="full-dims: the vision tower")
     tiny.add_argument("--shard-size-mb", type=float, default=None,
                       help="split weights into shards of at most this size (with model.safetensors.index.json)")
     tiny.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
