@@ -62,10 +62,13 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     from export.bundle import DEFAULT_QUANTS, build_bundle
     from export.checkpoint import CheckpointError
 
+    if args.verify and args.vision_only:
+        print("edge export bundle: --verify needs the decoder (not with --vision-only)", file=sys.stderr)
+        return 2
     quants = list(args.quant or DEFAULT_QUANTS)
     # --verify checks the GGUF conversion on an unquantised decoder; one is exported for the check
     # alone (and removed after it) when none was asked for.
-    reference_only = [] if not args.verify or set(quants) & {"f32", "f16"} or args.vision_only else ["f16"]
+    reference_only = [] if not args.verify or set(quants) & {"f32", "f16"} else ["f16"]
     try:
         manifest = build_bundle(
             args.checkpoint,
@@ -110,9 +113,6 @@ def _verify_new_bundle(args: argparse.Namespace, reference_only: list[str]) -> i
     from export.verify_cli import print_report, thresholds_from_args
     from export.verify_gate import VerifyFailed, verify_new_bundle
 
-    if args.vision_only:
-        print("edge export bundle: --verify needs the decoder (not with --vision-only)", file=sys.stderr)
-        return 2
     try:
         report = verify_new_bundle(args.out, args.checkpoint, thresholds_from_args(args),
                                    reference_only=reference_only, threads=args.threads)
