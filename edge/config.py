@@ -142,6 +142,9 @@ class CpuConfig(_Section):
 
 class RuntimeConfig(_Section):
     bundle: Path | None = None
+    # Warn at load (log and status event) when the bundle's recorded driving agreement of the
+    # precision combination in use is under this (edge.quality).
+    min_agreement: float = Field(default=0.97, ge=0.0, le=1.0)
     camera: CameraConfig = Field(default_factory=CameraConfig)
     budgets: BudgetConfig = Field(default_factory=BudgetConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)

@@ -208,6 +208,8 @@ class BundleManifest(BaseModel):
     special_tokens: SpecialTokens
     prompt: dict[str, str] = Field(default_factory=dict)  # prompt template pieces (e.g. chat template)
     reports: dict[str, str] = Field(default_factory=dict)  # name -> relative path of a JSON report
+    # Measured figures the runtime acts on (edge.quality: driving agreement per precision combination).
+    quality: dict = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict)  # relative path -> sha256, EVERY artifact file
 
     def bundle_sha256(self) -> str:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -28,6 +28,7 @@ from edge.loop import AdviceLoop, LoopParts
 from edge.manifest import BundleError, BundleManifest, load_bundle
 from edge.messages import TOPIC_NAV
 from edge.preprocess import Preprocessor
+from edge.quality import agreement_warning
 from edge.vision import select_backend
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ModelParts:
     vision: object
     vision_reason: str
     decoder: AdviceDecoder
+    warnings: list[str] = field(default_factory=list)  # said at load, then on the status topic
 
     def close(self) -> None:
         self.decoder.close()
@@ -71,7 +73,12 @@ def load_model_parts(config: RuntimeConfig, verify_hashes: bool = True) -> Model
                                 pixel_format=choice.backend.artifact.pixel_format)
     log.info("decoder threads: %d generation, %d prefill; OpenMP wait policy %s",
              decoder.threads, decoder.threads_batch, wait_policy())
-    return ModelParts(manifest, bundle_dir, preprocessor, choice.backend, choice.reason, decoder)
+    warning = agreement_warning(manifest, choice.backend.artifact.precision, decoder.artifact.quant,
+                                config.min_agreement)
+    if warning:
+        log.warning("bundle %s: %s", bundle_dir, warning)
+    return ModelParts(manifest, bundle_dir, preprocessor, choice.backend, choice.reason, decoder,
+                      [warning] if warning else [])
 
 
 @dataclass
@@ -159,6 +166,8 @@ def running_loop(
             enforce_deadlines=enforce_deadlines,
         )
         loop = AdviceLoop(config, parts)
+        for warning in models.warnings:
+            loop.telemetry.event("low_agreement", warning)
         loop.start_heartbeat()
         stack.callback(loop.stop)
         yield loop

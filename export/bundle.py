@@ -182,7 +182,8 @@ def build_bundle(
 
     Raises BundleError / CheckpointError before any heavy work when an argument or the checkpoint is
     unusable (profile not a multiple of 32, odd frame count, unknown quant, wrong architecture,
-    missing or truncated shards, non-empty output folder).
+    missing or truncated shards, a tensor missing, mis-shaped or in a dtype the exporter does not
+    convert (export.preflight), non-empty output folder).
     """
     # ---- validation: cheap, complete, first ---------------------------------------------------
     profile = make_profile(width, height, frames)
@@ -196,6 +197,9 @@ def build_bundle(
     special_tokens = read_special_tokens(reader)
     normalization = read_normalization(reader)
     write_decoder = _decoder_writer() if include_decoder else None
+    from export.preflight import check_checkpoint
+
+    check_checkpoint(reader, include_decoder=include_decoder)
     out = Path(out)
     _prepare_out_dir(out, overwrite)
 

@@ -25,6 +25,8 @@ def peak_rss_bytes() -> int:
 
 
 def _cmd_tiny(args: argparse.Namespace) -> int:
+    if args.preset == "full-dims":
+        return _cmd_full_dims(args)
     from export.tiny import make_tiny_checkpoint
 
     path = make_tiny_checkpoint(
@@ -40,11 +42,33 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_full_dims(args: argparse.Namespace) -> int:
+    from export.full_dims import make_full_dims_checkpoint
+
+    try:
+        path = make_full_dims_checkpoint(args.out, args.layers, experts=args.experts, seed=args.seed,
+                                         vision=args.vision, shard_size_mb=args.shard_size_mb or 2048)
+    except ValueError as exc:
+        print(f"edge export tiny: {exc}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in path.glob("*.safetensors"))
+    print(f"full-dims checkpoint ({args.layers} layers, {args.experts} experts, {args.vision} vision, seed {args.seed}) "
+          f"written to {path} ({size / 2**30:.2f} GiB of bf16 weights; peak RSS {peak_rss_bytes() / 2**30:.2f} GiB)")
+    return 0
+
+
 def _cmd_bundle(args: argparse.Namespace) -> int:
     from edge.manifest import BundleError
-    from export.bundle import build_bundle
+    from export.bundle import DEFAULT_QUANTS, build_bundle
     from export.checkpoint import CheckpointError
 
+    if args.verify and args.vision_only:
+        print("edge export bundle: --verify needs the decoder (not with --vision-only)", file=sys.stderr)
+        return 2
+    quants = list(args.quant or DEFAULT_QUANTS)
+    # --verify checks the GGUF conversion on an unquantised decoder; one is exported for the check
+    # alone (and removed after it) when none was asked for.
+    reference_only = [] if not args.verify or set(quants) & {"f32", "f16"} else ["f16"]
     try:
         manifest = build_bundle(
             args.checkpoint,
@@ -52,7 +76,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
             width=args.width,
             height=args.height,
             frames=args.frames,
-            quants=args.quant or None,
+            quants=quants + reference_only,
             progress=not args.no_progress,
             overwrite=args.overwrite,
             include_decoder=not args.vision_only,
@@ -62,6 +86,13 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     except (BundleError, CheckpointError) as exc:
         print(f"edge export bundle: {exc}", file=sys.stderr)
         return 2
+    if args.verify:
+        code = _verify_new_bundle(args, reference_only)
+        if code:
+            return code
+        from edge.manifest import load_bundle
+
+        manifest, _ = load_bundle(args.out, verify_hashes=False)
     checkpoint_bytes = manifest.source.get("checkpoint_bytes", 0)
     peak = peak_rss_bytes()
     print(f"bundle written to {args.out} (bundle sha256 {manifest.bundle_sha256()[:16]})")
@@ -77,6 +108,25 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_new_bundle(args: argparse.Namespace, reference_only: list[str]) -> int:
+    """`--verify`: the bundle against transformers; a bundle under its thresholds is removed (exit 1)."""
+    from export.verify_cli import print_report, thresholds_from_args
+    from export.verify_gate import VerifyFailed, verify_new_bundle
+
+    try:
+        report = verify_new_bundle(args.out, args.checkpoint, thresholds_from_args(args),
+                                   reference_only=reference_only, threads=args.threads)
+    except VerifyFailed as exc:
+        for failure in exc.failures:
+            print(f"edge export bundle: verify FAIL {failure}", file=sys.stderr)
+        print(f"edge export bundle: {args.out} removed: it does not meet the verify thresholds", file=sys.stderr)
+        return 1
+    print_report(report)
+    if reference_only:
+        print(f"  {', '.join(reference_only)} decoder exported for the check only, removed from the bundle")
+    return 0
+
+
 def register(subparsers) -> None:
     export = subparsers.add_parser(
         "export",
@@ -88,8 +138,12 @@ def register(subparsers) -> None:
     tiny = commands.add_parser("tiny", help="write a tiny random-initialised Qwen3-VL-MoE checkpoint (tests, demo)")
     tiny.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--preset", choices=["tiny", "full-vision"], default="tiny",
-                      help="full-vision: real 30B-A3B vision tower dimensions (~0.54B params) with the tiny decoder")
+    tiny.add_argument("--preset", choices=["tiny", "full-vision", "full-dims"], default="tiny",
+                      help="full-vision: real 30B-A3B vision tower dimensions (~0.54B params) with the tiny decoder; "
+                      "full-dims: every tensor at the real 30B-A3B shape, --layers decoder layers (bf16, sharded)")
+    tiny.add_argument("--layers", type=int, default=4, help="full-dims: decoder layers (>= 4; the real model has 48)")
+    tiny.add_argument("--experts", type=int, default=128, help="full-dims: experts per layer (real: 128)")
+    tiny.add_argument("--vision", choices=["full", "tiny"], default="full", help="full-dims: the vision tower")
     tiny.add_argument("--shard-size-mb", type=float, default=None,
                       help="split weights into shards of at most this size (with model.safetensors.index.json)")
     tiny.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
@@ -113,6 +167,13 @@ def register(subparsers) -> None:
     bundle.add_argument("--no-self-check", action="store_true",
                         help="skip the ONNX Runtime vs transformers check of the exported vision graph")
     bundle.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bundle.add_argument("--verify", action="store_true",
+                        help="run `edge export verify` at the end (report stored in the bundle); a bundle that "
+                        "misses a threshold is removed and the command exits 1")
+    bundle.add_argument("--threads", type=int, default=None, help="CPU threads for --verify")
+    from export.verify_cli import add_threshold_arguments
+
+    add_threshold_arguments(bundle)
     bundle.set_defaults(func=_cmd_bundle)
 
     # ---- `edge export verify` (decoder side, helper X2) --------------------------------------

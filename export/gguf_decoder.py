@@ -150,22 +150,40 @@ class ConversionStep:
     produce: Callable[[], Iterator[np.ndarray]]
 
 
-_LAYER_MAP = {
-    "input_layernorm.weight": "attn_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight",
-    "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.v_proj.weight": "attn_v.weight",
-    "self_attn.o_proj.weight": "attn_output.weight",
-    "self_attn.q_norm.weight": "attn_q_norm.weight",
-    "self_attn.k_norm.weight": "attn_k_norm.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-    "mlp.gate.weight": "ffn_gate_inp.weight",
-}
+# The text tensors of one decoder layer besides the experts. Their GGUF names come from the gguf
+# package's TensorNameMap (llama.cpp's own table, the one convert_hf_to_gguf.py uses).
+_LAYER_TENSORS = (
+    "input_layernorm.weight",
+    "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight",
+    "self_attn.q_norm.weight",
+    "self_attn.k_norm.weight",
+    "post_attention_layernorm.weight",
+    "mlp.gate.weight",
+)
 # Kept in F32 at every quant (llama.cpp does the same): norms and the MoE router, which are tiny
 # and whose precision decides expert selection.
 _F32_SUFFIXES = ("norm.weight", "ffn_gate_inp.weight")
 _LAYER_RE = re.compile(r"layers\.(\d+)\.(.+)$")
 _EXPERT_RE = re.compile(r"mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
+
+
+class GgufNames:
+    """HF text tensor name (after the text prefix) -> GGUF name, by llama.cpp's TensorNameMap."""
+
+    def __init__(self, n_layer: int):
+        import gguf
+
+        self._map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN3VLMOE, n_layer)
+
+    def __call__(self, hf_name: str) -> str:
+        key = hf_name if hf_name == "lm_head.weight" else "model." + hf_name
+        name = self._map.get_name(key, try_suffixes=(".weight",))
+        if name is None:
+            raise DecoderExportError(f"llama.cpp's tensor map has no GGUF name for {hf_name!r} (arch {ARCH})")
+        return name
 
 
 def _torch():
@@ -210,6 +228,31 @@ def _expert_layout(reader: CheckpointReader, gate_up: str, down: str, hp: Decode
     )
 
 
+def expected_text_shapes(hp: DecoderHparams) -> dict[str, tuple[int, ...]]:
+    """Shape of each non-expert text tensor (HF suffix, `{i}` for the layer) the hyperparameters imply."""
+    H, q, kv = hp.n_embd, hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
+    return {
+        "embed_tokens.weight": (hp.n_vocab, H),
+        "norm.weight": (H,),
+        "lm_head.weight": (hp.n_vocab, H),
+        "input_layernorm.weight": (H,),
+        "self_attn.q_proj.weight": (q, H),
+        "self_attn.k_proj.weight": (kv, H),
+        "self_attn.v_proj.weight": (kv, H),
+        "self_attn.o_proj.weight": (H, q),
+        "self_attn.q_norm.weight": (hp.head_dim,),
+        "self_attn.k_norm.weight": (hp.head_dim,),
+        "post_attention_layernorm.weight": (H,),
+        "mlp.gate.weight": (hp.n_expert, H),
+    }
+
+
+def _check_shape(reader: CheckpointReader, name: str, want: tuple[int, ...]) -> None:
+    got = tuple(reader.shape(name))
+    if got != tuple(want):
+        raise DecoderExportError(f"{reader.path}: tensor {name!r} has shape {got}, the config implies {tuple(want)}")
+
+
 def plan_decoder_tensors(reader: CheckpointReader, hp: DecoderHparams, base: str) -> list[ConversionStep]:
     """Every GGUF tensor of the decoder, in file order, with how to make it from the checkpoint."""
     if base not in BASE_QUANTS:
@@ -220,8 +263,13 @@ def plan_decoder_tensors(reader: CheckpointReader, hp: DecoderHparams, base: str
     steps: list[ConversionStep] = []
     used: set[str] = set()
 
+    expected = expected_text_shapes(hp)
+
     def simple(src: str, dst: str) -> None:
         shape = tuple(reader.shape(src))
+        suffix = _LAYER_RE.search(src)
+        _check_shape(reader, src, expected["lm_head.weight" if src in LM_HEAD_NAMES
+                                           else suffix.group(2) if suffix else src[len(prefix):]])
         dtype = np.float32 if (len(shape) == 1 or dst.endswith(_F32_SUFFIXES)) else wide
 
         def produce() -> Iterator[np.ndarray]:
@@ -230,20 +278,19 @@ def plan_decoder_tensors(reader: CheckpointReader, hp: DecoderHparams, base: str
         steps.append(ConversionStep([src], [OutputTensor(dst, shape, dtype)], produce))
         used.add(src)
 
-    simple(prefix + "embed_tokens.weight", "token_embd.weight")
-    emb_shape = reader.shape(prefix + "embed_tokens.weight")
-    if emb_shape != (hp.n_vocab, hp.n_embd):
-        raise DecoderExportError(f"embed_tokens shape {emb_shape} != (vocab_size {hp.n_vocab}, hidden {hp.n_embd})")
+    gguf_name = GgufNames(hp.n_layer)
+    simple(prefix + "embed_tokens.weight", gguf_name("embed_tokens.weight"))
 
     E, H, I = hp.n_expert, hp.n_embd, hp.n_ff_exp  # noqa: E741
     for il in range(hp.n_layer):
         lp = f"{prefix}layers.{il}."
-        for hf_suffix, gg_suffix in _LAYER_MAP.items():
+        for hf_suffix in _LAYER_TENSORS:
             if lp + hf_suffix not in names:
                 raise DecoderExportError(f"{reader.path}: tensor {lp + hf_suffix} is missing")
-            simple(lp + hf_suffix, f"blk.{il}.{gg_suffix}")
+            simple(lp + hf_suffix, gguf_name(f"layers.{il}.{hf_suffix}"))
         gate_up, down = lp + "mlp.experts.gate_up_proj", lp + "mlp.experts.down_proj"
-        gate_name, up_name, down_name = (f"blk.{il}.ffn_{k}_exps.weight" for k in ("gate", "up", "down"))
+        gate_name, up_name, down_name = (gguf_name(f"layers.{il}.mlp.experts.{k}_proj.weight")
+                                         for k in ("gate", "up", "down"))
         if gate_up in names and down in names:
             layout = _expert_layout(reader, gate_up, down, hp)
             steps.append(_fused_gate_up_step(reader, gate_up, layout, gate_name, up_name, (E, I, H), wide))
@@ -259,13 +306,15 @@ def plan_decoder_tensors(reader: CheckpointReader, hp: DecoderHparams, base: str
                 )
             for kind, out_name, shape in (("gate_proj", gate_name, (E, I, H)), ("up_proj", up_name, (E, I, H)),
                                           ("down_proj", down_name, (E, H, I))):
+                for src in per_expert[kind]:
+                    _check_shape(reader, src, shape[1:])
                 steps.append(_stacked_step(reader, per_expert[kind], out_name, shape, wide))
                 used.update(per_expert[kind])
 
-    simple(prefix + "norm.weight", "output_norm.weight")
+    simple(prefix + "norm.weight", gguf_name("norm.weight"))
     head = next((n for n in LM_HEAD_NAMES if n in names), None)
     if head is not None:
-        simple(head, "output.weight")
+        simple(head, gguf_name("lm_head.weight"))
     elif not hp.tie_embeddings:
         raise DecoderExportError(f"{reader.path}: lm_head.weight is missing and tie_word_embeddings is false")
     # llama.cpp reuses token_embd as the output when output.weight is absent (tied embeddings).
@@ -306,9 +355,7 @@ def _fused_down_step(reader, src, layout, name, shape, dtype) -> ConversionStep:
 def _stacked_step(reader, sources, name, shape, dtype) -> ConversionStep:
     def produce() -> Iterator[np.ndarray]:
         out = np.empty(shape, dtype=dtype)
-        for e, src in enumerate(sources):  # one expert in memory at a time
-            if tuple(reader.shape(src)) != shape[1:]:
-                raise DecoderExportError(f"{src}: shape {reader.shape(src)} != {shape[1:]}")
+        for e, src in enumerate(sources):  # one expert in memory at a time (shapes checked in the plan)
             out[e] = _to_numpy(reader.get(src, dtype="stored"), dtype, src)
         yield out
 
@@ -360,7 +407,9 @@ def _add_tokenizer(writer, checkpoint_dir: Path, n_vocab: int) -> dict[str, int]
     for kind, text in (("eos", "<|im_end|>"), ("pad", "<|endoftext|>"), ("bos", "<|endoftext|>")):
         if kind not in special.special_token_ids and text in index:
             special.special_token_ids[kind] = index[text]
+    # Neither is added to a prompt; written as llama.cpp's converter writes them (tokenizer.ggml.add_*).
     special.add_special_token.setdefault("bos", False)
+    special.add_special_token.setdefault("eos", False)
     if special.chat_template is None:
         raise DecoderExportError(f"{checkpoint_dir}: no chat template (tokenizer_config.json, chat_template.json/.jinja)")
     special.add_to_gguf(writer, quiet=True)
@@ -392,7 +441,6 @@ def write_decoder_gguf(reader: CheckpointReader, out_path: Path, base: str = "f1
     writer.add_head_count_kv(hp.n_head_kv)
     writer.add_key_length(hp.head_dim)
     writer.add_value_length(hp.head_dim)
-    writer.add_rope_dimension_count(hp.head_dim)
     writer.add_rope_freq_base(hp.rope_theta)
     writer.add_rope_dimension_sections(list(hp.rope_sections))
     writer.add_layer_norm_rms_eps(hp.rms_eps)

@@ -305,10 +305,14 @@ def run_bundle_decoder(model, case: Case, rows: np.ndarray, merged_h: int, merge
 # ---------------------------------------------------------------------------------------------
 def verify_bundle(bundle: Path | str, checkpoint: Path | str, out: Path | str | None = None, *,
                   greedy_len: int = GREEDY_LEN, threads: int | None = None, reference_dtype: str = "float32",
-                  write_into_bundle: bool = True, verify_hashes: bool = True) -> dict:
-    """Run both paths on both prompts; return the report (and write it to `out` / the bundle)."""
+                  write_into_bundle: bool = True, verify_hashes: bool = True, thresholds=None) -> dict:
+    """Run both paths on both prompts; return the report (and write it to `out` / the bundle).
+
+    The report's "gate" says whether the figures meet `thresholds` (export.verify_gate.Thresholds,
+    the defaults when None) and names every one that does not."""
     from edge.benchreport import machine_info
     from edge.llm import LlamaModel
+    from export.verify_gate import Thresholds, gate_report
 
     manifest, bundle_dir = load_bundle(bundle, verify_hashes=verify_hashes)
     if not manifest.decoder:
@@ -375,6 +379,7 @@ def verify_bundle(bundle: Path | str, checkpoint: Path | str, out: Path | str | 
         finally:
             model.close()
 
+    report["gate"] = gate_report(report, thresholds or Thresholds())
     text = json.dumps(report, indent=2) + "\n"
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

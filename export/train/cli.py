@@ -5,6 +5,8 @@
       (--render train == `edge scene --scenario all --seeds 0,1 --variant all --out scenes/train` first)
     edge eval --scenes scenes/heldout --out eval.json            # the built-in default bundle
     edge eval --bundle B --scenes scenes/heldout --out eval.json --precision int8+q4_k_m
+    edge eval --bundle B --scenes scenes/validation --record      # agreement into B's manifest
+    edge eval --bundle B --gate 0.97                              # exit 1 when B's recorded agreement is under 97%
     edge probe --checkpoint models/default --train-scenes scenes/train --scenes scenes/heldout --out probe.json
 """
 
@@ -82,22 +84,82 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from edge.manifest import BundleError
     from export.train.dataset import DatasetError
-    from export.train.eval import evaluate
 
+    if args.scenes is None and args.gate is None:
+        print("edge eval: --scenes is required (or --gate alone, to check a bundle's recorded agreement)",
+              file=sys.stderr)
+        return 2
     try:
-        report = evaluate(args.bundle, args.scenes, args.out, combos=args.precision, max_scenes=args.max_scenes,
-                          progress=None if args.quiet else _to_stderr)
+        agreement = _run_eval(args) if args.scenes is not None else _recorded_agreement(args.bundle)
     except (BundleError, DatasetError, ValueError) as exc:
         print(f"edge eval: {exc}", file=sys.stderr)
         return 2
+    if args.gate is None:
+        return 0
+    return _apply_gate(agreement, args.gate)
+
+
+def _run_eval(args: argparse.Namespace) -> dict[str, float | None]:
+    from export.train.eval import evaluate
+
+    progress = None if args.quiet else _to_stderr
+    if args.record:
+        from export.train.gate import record_agreement
+
+        bundle = args.bundle or _default_bundle()
+        record = record_agreement(bundle, args.scenes, combos=args.precision, max_scenes=args.max_scenes,
+                                  progress=progress)
+        report = json.loads((Path(bundle) / record["report"]).read_text())
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+    else:
+        report = evaluate(args.bundle, args.scenes, args.out, combos=args.precision, max_scenes=args.max_scenes,
+                          progress=progress)
     for name, figures in report["precisions"].items():
         acc = figures["accuracy"]
         print(f"{name:16s} accuracy {acc:.1%} over {figures['cycles']} cycles" if acc is not None
               else f"{name:16s} no labelled cycles")
     for name, value in report["agreement"].items():
         print(f"{name:30s} agreement {value:.1%}" if value is not None else f"{name}: no common cycles")
-    print(f"report written to {args.out}")
-    return 0
+    if args.out is not None:
+        print(f"report written to {args.out}")
+    if args.record:
+        print("agreement recorded in the bundle's manifest (quality.driving_agreement)")
+    return {name.split(" vs ")[0]: value for name, value in report["agreement"].items()}
+
+
+def _default_bundle() -> Path:
+    from export.train.default import ensure_default_bundle
+
+    return ensure_default_bundle()
+
+
+def _recorded_agreement(bundle: Path | None) -> dict[str, float | None]:
+    from edge.manifest import load_bundle
+    from edge.quality import QUALITY_KEY
+
+    manifest, bundle_dir = load_bundle(bundle or _default_bundle())
+    record = manifest.quality.get(QUALITY_KEY)
+    if not record or not record.get("agreement"):
+        raise ValueError(f"bundle {bundle_dir} records no driving agreement (measure it with --scenes DIR --record)")
+    for combo, value in record["agreement"].items():
+        print(f"{combo} vs {record['reference']:16s} agreement {value:.1%} (recorded, {record['cycles']} cycles)")
+    return record["agreement"]
+
+
+def _apply_gate(agreement: dict[str, float | None], threshold: float) -> int:
+    from export.train.gate import gate_failures
+
+    if not agreement:
+        print("edge eval: no quantised combination was compared with the reference; nothing to gate", file=sys.stderr)
+        return 1
+    failures = gate_failures(agreement, threshold)
+    for failure in failures:
+        print(f"edge eval: gate FAIL {failure}", file=sys.stderr)
+    if not failures:
+        print(f"gate: PASS (every agreement >= {threshold:.1%})")
+    return 1 if failures else 0
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -189,12 +251,18 @@ def register(subparsers) -> None:
                     "precision combination of the bundle, and reports accuracy and quantised-vs-reference agreement.",
     )
     ev.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the built-in default bundle)")
-    ev.add_argument("--scenes", type=Path, required=True, help="folder of `edge scene` outputs (searched recursively)")
-    ev.add_argument("--out", type=Path, required=True, help="report JSON to write")
+    ev.add_argument("--scenes", type=Path, default=None, help="folder of `edge scene` outputs (searched recursively)")
+    ev.add_argument("--out", type=Path, default=None, help="report JSON to write")
     ev.add_argument("--precision", action="append", metavar="ENCODER+DECODER",
                     help="evaluate only these combinations, e.g. int8+q4_k_m (repeatable; the reference is always run)")
     ev.add_argument("--max-scenes", type=int, default=None, help="only the first N scenes (sorted by path)")
     ev.add_argument("--quiet", action="store_true")
+    ev.add_argument("--record", action="store_true",
+                    help="store the agreement figures in the bundle (manifest quality.driving_agreement and "
+                    "reports/eval.json); the runtime warns at load when its combination is under runtime.min_agreement")
+    ev.add_argument("--gate", type=float, default=None, metavar="MIN",
+                    help="exit 1 when a quantised combination agrees with the reference on fewer than MIN of the "
+                    "cycles, e.g. 0.97; without --scenes the bundle's recorded agreement is checked")
     ev.set_defaults(func=_cmd_eval)
 
     pr = subparsers.add_parser(

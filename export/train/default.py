@@ -30,7 +30,8 @@ QUANTS = ("f16", "q4_k_m")
 # Part of the cache key: bump it when `edge export bundle` changes what it writes for the same weights.
 # 2: the vision graph takes uint8 levels and normalises them itself.
 # 3: the vision graph takes whole frames and cuts the patches itself (manifest schema 2).
-BUNDLE_FORMAT = 3
+# 4: the manifest records the driving agreement of int8+q4_k_m on export.train.gate.GATE_SCENES.
+BUNDLE_FORMAT = 4
 CACHE_ENV = "EDGE_CACHE_DIR"
 
 
@@ -69,8 +70,8 @@ def _usable(bundle: Path) -> bool:
 
 
 def build_default_bundle(out: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, calibrate: bool = True,
-                         progress: bool = True) -> Path:
-    """Export + INT8 calibration into `out` (which must not exist or be a previous bundle)."""
+                         record_agreement: bool = True, progress: bool = True) -> Path:
+    """Export + INT8 calibration + driving agreement into `out` (which must not exist or be a previous bundle)."""
     from export.bundle import build_bundle
     from export.train.recipe import CALIBRATION, render_recipe
 
@@ -87,7 +88,22 @@ def build_default_bundle(out: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, ca
             result = calibrate_bundle(out, videos, progress=progress, log=log)
         log(f"INT8 vision: worst held-out cosine {result.accuracy.worst_cosine:.5f} "
             f"({'adopted' if result.adopted else 'not adopted'})")
+    if record_agreement:
+        _record_driving_agreement(out, log)
     return out
+
+
+def _record_driving_agreement(bundle: Path, log) -> None:
+    """The checkpoint was trained on the built-in scenarios: measure how often the shipped precisions
+    decide as the reference does on a few labelled scenes, and record it in the manifest."""
+    from export.train.gate import GATE_SCENES, record_agreement
+    from export.train.recipe import render_recipe
+
+    with tempfile.TemporaryDirectory(prefix="edge-gate-scenes-") as tmp:
+        render_recipe(GATE_SCENES, tmp, progress=log)
+        record = record_agreement(bundle, tmp, progress=log)
+    for combo, value in record["agreement"].items():
+        log(f"driving agreement {combo} vs {record['reference']}: {value:.1%} over {record['cycles']} cycles")
 
 
 def ensure_default_bundle(out_dir: Path | None = None, *, checkpoint: Path = DEFAULT_CHECKPOINT,

@@ -151,15 +151,16 @@ def test_cli_reports_a_bad_profile_with_a_clear_error(tiny_checkpoint, tmp_path,
 
 
 def test_failure_during_export_leaves_no_half_bundle(tiny_checkpoint, tmp_path):
-    """A checkpoint whose vision weights are incomplete fails in the middle of the work; nothing is left."""
+    """A decoder weight beyond float16's range passes every header check and fails only while the
+    f16 GGUF is written, after the vision graph: nothing is left of the half-made bundle."""
     from safetensors.torch import load_file, save_file
 
-    broken = shutil.copytree(tiny_checkpoint, tmp_path / "incomplete")
+    broken = shutil.copytree(tiny_checkpoint, tmp_path / "overflow")
     state = load_file(broken / "model.safetensors")
-    del state["model.visual.merger.linear_fc2.bias"]
+    state["model.language_model.layers.1.self_attn.o_proj.weight"][0, 0] = 1e6
     save_file(state, str(broken / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(CheckpointError, match=r"missing \['merger.linear_fc2.bias'\]"):
-        build_bundle(broken, tmp_path / "out", 448, 256, 4, progress=False)
+    with pytest.raises(CheckpointError, match=r"layers.1.self_attn.o_proj.weight: values overflow float16"):
+        build_bundle(broken, tmp_path / "out", 448, 256, 4, quants=["f16"], progress=False)
     assert not (tmp_path / "out").exists()
 
 

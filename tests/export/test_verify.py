@@ -129,3 +129,68 @@ def test_patchify_matches_the_transformers_processor():
     ours = patchify(np.repeat(frame.transpose(2, 0, 1)[None] / 255.0, 2, axis=0).astype(np.float32),
                     (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     np.testing.assert_allclose(ours, want, atol=1e-6)
+
+
+def test_report_carries_the_gate_with_its_thresholds(verified):
+    report, _ = verified
+    gate = report["gate"]
+    assert gate["passed"] is True and gate["failures"] == []
+    assert gate["thresholds"] == {"encoder_cosine": 0.9999, "logits_cosine": 0.999, "greedy_match": None,
+                                  "quantised_logits_cosine": None}
+
+
+def test_gate_names_every_figure_under_its_threshold(verified):
+    from export.verify_gate import Thresholds, gate_failures
+
+    report, _ = verified
+    f32 = report["decoder"]["f32"]
+    strict = Thresholds(encoder_cosine=1.5, logits_cosine=1.5, greedy_match=17, quantised_logits_cosine=1.5)
+    failures = gate_failures(report, strict)
+    assert len(failures) == len(report["encoder"]) + 2 + 1
+    assert f"decoder f32 logits cosine {f32['logits_cosine']:.7f} < 1.5" in failures
+    assert f"decoder f32 greedy {f32['greedy_match']}/16 < 17" in failures
+    assert any(f.startswith("decoder q4_k_m logits cosine") for f in failures)
+    assert all(any(f.startswith(f"encoder {name} cosine") for f in failures) for name in report["encoder"])
+    nan = json.loads(json.dumps(report))
+    nan["decoder"]["f32"]["logits_cosine"] = float("nan")
+    assert gate_failures(nan, Thresholds()) == ["decoder f32 logits cosine nan < 0.999"]
+    quantised_only = json.loads(json.dumps(report))
+    del quantised_only["decoder"]["f32"]
+    assert gate_failures(quantised_only, Thresholds())[0].startswith("no unquantised decoder (f32/f16)")
+
+
+def test_verify_exits_1_and_names_what_failed(tiny_bundle, tiny_checkpoint, tmp_path, capsys):
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    out = tmp_path / "report.json"
+    code = export_main(["export", "verify", "--bundle", str(bundle), "--checkpoint", str(tiny_checkpoint),
+                        "--out", str(out), "--threads", "1", "--greedy-len", "4",
+                        "--min-quantised-logits-cosine", "1.01"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "verify: FAIL decoder q4_k_m logits cosine" in err and "< 1.01" in err
+    assert "FAIL encoder" not in err and "FAIL decoder f32" not in err  # the figures that pass are not named
+    assert json.loads(out.read_text())["gate"]["passed"] is False
+
+
+def test_bundle_verify_keeps_a_passing_bundle_without_the_reference_decoder(tiny_checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    code = export_main(["export", "bundle", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--width", "448",
+                        "--height", "256", "--frames", "4", "--no-progress", "--verify", "--threads", "1"])
+    assert code == 0
+    manifest, bundle_dir = load_bundle(out, verify_hashes=True)
+    assert [d.quant for d in manifest.decoder] == ["q4_k_m"]
+    assert not (bundle_dir / "decoder" / "decoder-f16.gguf").exists()
+    stored = json.loads((bundle_dir / "reports" / "verify.json").read_text())
+    assert stored["gate"]["passed"] and stored["decoder"]["f16"]["greedy_match"] == 16
+
+
+def test_bundle_verify_removes_a_failing_bundle(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "bundle"
+    code = export_main(["export", "bundle", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--width", "448",
+                        "--height", "256", "--frames", "4", "--no-progress", "--quant", "f32", "--verify",
+                        "--threads", "1", "--min-encoder-cosine", "1.01"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "verify FAIL encoder" in err and "< 1.01" in err
+    assert f"{out} removed" in err
+    assert not out.exists()
