@@ -14,6 +14,8 @@ from edge.config import ConfigError
 # Order is the order `edge --help` lists them.
 COMMAND_MODULES = (
     "edge.commands.run",
+    "edge.commands.replay",
+    "edge.commands.capture",
     "edge.commands.listen",
     "edge.commands.config",
     "edge.commands.schema",

@@ -21,11 +21,13 @@ from edge.bus import Publisher, Subscriber
 from edge.capture import Clip
 from edge.config import BudgetConfig, RuntimeConfig
 from edge.decoder import AdviceDecoder, DecodeResult
+from edge.drivelog import DriveTap
 from edge.feeds import ClipFeed, Clock, FeedHealth
 from edge.manifest import BundleManifest
 from edge.messages import (
     ActionAdvice,
     Advice,
+    Feedback,
     FrameRef,
     NavInstruction,
     RuntimeState,
@@ -76,6 +78,7 @@ class LoopParts:
     publisher: Publisher
     nav_in: Subscriber | None = None
     audit: AuditLog | None = None
+    tap: DriveTap | None = None  # drive log, capture, live view: handed every clip and message
     enforce_deadlines: bool = True  # False in lock-step replay: the simulated clock decides ages
 
 
@@ -104,7 +107,10 @@ class AdviceLoop:
     def _publish(self, message: ActionAdvice | Status) -> ActionAdvice | Status:
         # PUB sockets are not thread-safe; the loop and the heartbeat share one under a lock.
         with self._publish_lock:
-            return self.parts.publisher.publish(message)
+            sent = self.parts.publisher.publish(message)
+        if self.parts.tap is not None:
+            self.parts.tap.message(sent)
+        return sent
 
     def status_message(self) -> Status:
         health = self.parts.feed.health()
@@ -113,8 +119,9 @@ class AdviceLoop:
         if state is None:
             state = RuntimeState.DEGRADED if self.degrade.level else RuntimeState.RUNNING
         rejected = dict(self.nav.refused)
-        if self.parts.nav_in is not None:
-            rejected.update({f"nav_{k}": v for k, v in self.parts.nav_in.rejected.items()})
+        if self.parts.nav_in is not None:  # the inbound socket: nav and feedback
+            for (topic, kind), count in self.parts.nav_in.rejected_per_topic.items():
+                rejected[f"{topic or 'nav'}_{kind}"] = count
         current_nav = self.nav.current(self.parts.clock.mono_ns())
         return Status(
             state=state,
@@ -156,13 +163,24 @@ class AdviceLoop:
     # -- navigation ---------------------------------------------------------------------------
 
     def poll_nav(self) -> None:
-        """Take every nav message waiting on the socket; only the latest valid one counts."""
+        """Take every inbound message waiting: nav (only the latest valid one counts) and feedback."""
         if self.parts.nav_in is None:
             return
         while (got := self.parts.nav_in.receive(timeout_ms=0)) is not None:
-            self.offer_nav(got.message)  # type: ignore[arg-type]
+            if isinstance(got.message, Feedback):
+                self.offer_feedback(got.message)
+            else:
+                self.offer_nav(got.message)  # type: ignore[arg-type]
+
+    def offer_feedback(self, message: Feedback) -> None:
+        """A planner says advice `advice_seq` was wrong: logged (and captured); the advice is not changed."""
+        self.telemetry.event("feedback", f"advice seq {message.advice_seq}: {message.reason}")
+        if self.parts.tap is not None:
+            self.parts.tap.message(message)
 
     def offer_nav(self, message: NavInstruction) -> bool:
+        if self.parts.tap is not None:
+            self.parts.tap.message(message)
         accepted = self.nav.offer(message, self.parts.clock.mono_ns())
         if not accepted:
             self.telemetry.event("nav_refused", f"nav {message.nav_id} refused: {self.nav.last_refusal}")
@@ -203,6 +221,8 @@ class AdviceLoop:
         deadline = time.monotonic() + budgets.total_ms / 1000 if enforce else float("inf")
         decode_budget_s = budgets.decode_ms / 1000 if enforce else float("inf")
         self.poll_nav()
+        if self.parts.tap is not None:
+            self.parts.tap.clip(clip)
         stages: dict[str, float | None] = {"capture_age_ms": clip.age_ms(clock.mono_ns())}
         level = self.degrade.level
         policy = degrade_policy(level, self.config.decoder.max_tokens)

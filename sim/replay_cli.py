@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edge.client import AdviceEvent, format_advice_line
+from edge.commands.config import add_drivelog_arguments, drivelog_overrides
 from edge.loop import CycleOutcome
 from sim.replay import MODES, replay_config, replay_scene
 
@@ -30,7 +31,7 @@ def _main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     config = replay_config(
         bundle, vision_precision=args.vision_precision, decoder_quant=args.decoder_quant,
-        interval_ms=args.interval_ms, audit_path=args.out / "audit.jsonl", overrides=args.overrides,
+        interval_ms=args.interval_ms, audit_path=args.out / "audit.jsonl", overrides=[*args.overrides, *drivelog_overrides(args)],
         config_file=args.config,
     )
     result = replay_scene(
@@ -66,5 +67,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", type=Path, help="runtime TOML configuration")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--quiet", action="store_true", help="do not print advice lines")
+    add_drivelog_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output folder for the report")
     parser.set_defaults(func=_main)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edge.bus import BusError
 from edge.capture import CaptureError
-from edge.commands.config import add_config_arguments
+from edge.commands.config import add_config_arguments, add_drivelog_arguments, drivelog_overrides
 from edge.config import load_config
 from edge.llm import LlamaError
 from edge.manifest import BundleError
@@ -43,7 +43,7 @@ def _main(args: argparse.Namespace) -> int:
         overrides.append(f"bus.nav_endpoint={args.nav!r}")
     if args.audit:
         overrides.append(f"audit.path={str(args.audit)!r}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides + drivelog_overrides(args))
     try:
         if config.bundle is None:
             config.bundle = builtin_bundle()
@@ -72,5 +72,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nav", help="endpoint to bind for nav input (config: bus.nav_endpoint)")
     parser.add_argument("--audit", type=Path, help="JSONL audit log path (config: audit.path)")
     parser.add_argument("--max-cycles", type=int, help="stop after this many advice messages")
+    add_drivelog_arguments(parser)
     add_config_arguments(parser)
     parser.set_defaults(func=_main)
