@@ -145,8 +145,6 @@ class CaptureConfig(_Section):
     verdicts: list[Literal["ok", "degraded", "late", "no_advice"]] = Field(
         default_factory=lambda: ["no_advice", "late"])
     flip_cycles: int = Field(default=3, ge=0, description="conflicting actions within N cycles; 0: off")
-    min_confidence: float | None = Field(default=None, ge=0, le=1,
-                                         description="for advice that carries a confidence")
     quota_bytes: int = Field(default=2 * 1024**3, ge=64 * 1024)
 
 

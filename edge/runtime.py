@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -205,3 +206,21 @@ def stop_on_signals(loop: AdviceLoop) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def capture_on_signal(loop: AdviceLoop) -> Iterator[None]:
+    """With bad-case capture on: SIGUSR1 captures the window around now (`edge capture now`), and
+    the process id is left in the capture folder for that command to find."""
+    tap, folder = loop.parts.tap, loop.config.capture.dir
+    if tap is None or folder is None:
+        yield
+        return
+    pid_file = Path(folder) / "runtime.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    previous = signal.signal(signal.SIGUSR1, lambda _signum, _frame: tap.trigger("SIGUSR1 (edge capture now)"))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        pid_file.unlink(missing_ok=True)

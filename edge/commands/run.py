@@ -14,7 +14,7 @@ from edge.commands.config import add_config_arguments, add_drivelog_arguments, d
 from edge.config import load_config
 from edge.llm import LlamaError
 from edge.manifest import BundleError
-from edge.runtime import running_loop, stop_on_signals
+from edge.runtime import capture_on_signal, running_loop, stop_on_signals
 from edge.vision import VisionBackendError
 
 
@@ -48,7 +48,7 @@ def _main(args: argparse.Namespace) -> int:
         if config.bundle is None:
             config.bundle = builtin_bundle()
             print(f"edge run: no bundle given, using the built-in one: {config.bundle}", file=sys.stderr, flush=True)
-        with running_loop(config) as loop, stop_on_signals(loop):
+        with running_loop(config) as loop, stop_on_signals(loop), capture_on_signal(loop):
             print(
                 f"edge run: {loop.parts.vision.name} ({loop.parts.vision_reason}); decoder "
                 f"{loop.parts.decoder.artifact.quant}; publishing on {loop.parts.publisher.endpoint}, "

@@ -119,7 +119,7 @@ class McapLog:
         elif record.topic == "/nav":
             self._last_nav = record
 
-    def trigger(self, reason: str, mono_ns: int) -> None:
+    def trigger(self, reason: str, log_time_ns: int) -> None:
         pass  # a recording keeps everything anyway
 
     def _due_for_rollover(self, record: LogRecord) -> bool:

@@ -24,6 +24,7 @@ from edge.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 _STOP = object()
+MANUAL_POLL_S = 0.2
 
 
 class Sink(Protocol):
@@ -31,7 +32,7 @@ class Sink(Protocol):
 
     def write(self, record: LogRecord) -> None: ...
 
-    def trigger(self, reason: str, mono_ns: int) -> None: ...
+    def trigger(self, reason: str, log_time_ns: int) -> None: ...
 
     def close(self) -> None: ...
 
@@ -58,6 +59,7 @@ class DriveTap:
         self.dropped = 0
         self.written = 0
         self._last_frame_id = -1
+        self._manual: tuple[str, int] | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._run, name="drivelog-writer", daemon=True)
         self._thread.start()
@@ -71,8 +73,10 @@ class DriveTap:
         self._put(("message", message, self.clock.mono_ns()))
 
     def trigger(self, reason: str) -> None:
-        """A manual bad-case capture (signal, `edge capture now`)."""
-        self._put(("trigger", reason, self.clock.mono_ns()))
+        """A manual bad-case capture. Safe in a signal handler: it only sets an attribute (a queue
+        put could wait forever on the lock the interrupted loop thread holds); the writer thread
+        picks it up within MANUAL_POLL_S."""
+        self._manual = (reason, self.clock.mono_ns())
 
     def _put(self, item: tuple) -> None:
         try:
@@ -84,7 +88,17 @@ class DriveTap:
     # -- the writer thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not _STOP:
+        while True:
+            manual, self._manual = self._manual, None
+            if manual is not None:
+                item: object = ("trigger", *manual)
+            else:
+                try:
+                    item = self._queue.get(timeout=MANUAL_POLL_S)
+                except queue.Empty:
+                    continue
+            if item is _STOP:
+                return
             try:
                 self._handle(item)
             except Exception as exc:  # a bad item must not end logging
@@ -101,7 +115,7 @@ class DriveTap:
             self._dispatch(message_record(message, mono + self.wall_offset_ns, mono))
         else:
             for sink in list(self.sinks):
-                self._guarded(sink, sink.trigger, item[1], item[2])
+                self._guarded(sink, sink.trigger, item[1], item[2] + self.wall_offset_ns)
 
     def _frame_records(self, clip: Clip) -> list[LogRecord]:
         """The clip's frames not logged yet (consecutive clips share all but their newest frames)."""
