@@ -119,10 +119,26 @@ def open_camera_feed(config: RuntimeConfig, preprocessor: Preprocessor | None = 
 def open_drive_tap(config: RuntimeConfig, manifest: BundleManifest, clock: Clock,
                    telemetry: Telemetry) -> DriveTap | None:
     """The drive log's writer thread with the sinks the configuration asks for; None if none."""
-    from edge.drivelog.mcapfile import McapLog, config_json, runtime_metadata
+    from edge.drivelog.mcapfile import config_json, runtime_metadata
 
     record, sinks = config.record, []
     metadata = runtime_metadata(manifest.bundle_sha256(), config_json(config))
+    try:
+        _open_sinks(config, metadata, sinks)
+    except BaseException:
+        for sink in sinks:  # nothing half-starts
+            sink.close()
+        raise
+    if not sinks:
+        return None
+    return DriveTap(sinks, clock, telemetry, queue_size=record.queue_size, image_format=record.image_format,
+                    jpeg_quality=record.jpeg_quality)
+
+
+def _open_sinks(config: RuntimeConfig, metadata: dict[str, str], sinks: list) -> None:
+    from edge.drivelog.mcapfile import McapLog
+
+    record = config.record
     if record.dir is not None:
         sinks.append(McapLog(record.dir, metadata, max_file_bytes=record.max_file_bytes,
                              max_file_s=record.max_file_s, quota_bytes=record.quota_bytes,
@@ -135,10 +151,6 @@ def open_drive_tap(config: RuntimeConfig, manifest: BundleManifest, clock: Clock
         from edge.drivelog.live import LiveView
 
         sinks.append(LiveView(config.live.host, config.live.port))
-    if not sinks:
-        return None
-    return DriveTap(sinks, clock, telemetry, queue_size=record.queue_size, image_format=record.image_format,
-                    jpeg_quality=record.jpeg_quality)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,9 @@ def _main(args: argparse.Namespace) -> int:
         interval_ms=args.interval_ms, audit_path=args.out / "audit.jsonl", overrides=[*args.overrides, *drivelog_overrides(args)],
         config_file=args.config,
     )
+    if config.live.enabled:
+        print(f"edge sim: live view on ws://{config.live.host}:{config.live.port} (Foxglove WebSocket; "
+              "layout docs/foxglove-layout.json)", file=sys.stderr, flush=True)
     result = replay_scene(
         bundle, video, nav, labels, mode=args.mode, speed=args.speed, out_dir=args.out, config=config,
         max_cycles=args.max_cycles, on_cycle=_print_cycle if not args.quiet else lambda _o: None,

@@ -12,6 +12,7 @@ from edge.bus import BusError
 from edge.capture import CaptureError
 from edge.commands.config import add_config_arguments, add_drivelog_arguments, drivelog_overrides
 from edge.config import load_config
+from edge.drivelog.live import LiveViewError
 from edge.llm import LlamaError
 from edge.manifest import BundleError
 from edge.runtime import capture_on_signal, running_loop, stop_on_signals
@@ -55,8 +56,12 @@ def _main(args: argparse.Namespace) -> int:
                 f"nav on {loop.parts.nav_in.endpoint if loop.parts.nav_in else '-'}",
                 file=sys.stderr, flush=True,
             )
+            live = loop.parts.tap.live_view() if loop.parts.tap is not None else None
+            if live is not None:
+                print(f"edge run: live view on {live.url} (Foxglove: open connection, Foxglove WebSocket; "
+                      "layout docs/foxglove-layout.json)", file=sys.stderr, flush=True)
             cycles = loop.run(max_cycles=args.max_cycles)
-    except (BundleError, CaptureError, VisionBackendError, LlamaError, BusError) as exc:
+    except (BundleError, CaptureError, VisionBackendError, LlamaError, BusError, LiveViewError) as exc:
         # Refusals before the first cycle: say what is wrong, start nothing.
         print(f"edge run: {exc}", file=sys.stderr)
         return 2

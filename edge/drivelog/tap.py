@@ -146,6 +146,10 @@ class DriveTap:
             except OSError:
                 pass
 
+    def live_view(self):
+        """The live view sink, if one is on (for its address)."""
+        return next((sink for sink in self.sinks if sink.name == "live_view"), None)
+
     def close(self, timeout_s: float = 30.0) -> None:
         """Write what is queued, then close every sink (their files end complete)."""
         self._queue.put(_STOP)  # blocking put: the loop is over, waiting here is fine
