@@ -221,8 +221,6 @@ class AdviceLoop:
         deadline = time.monotonic() + budgets.total_ms / 1000 if enforce else float("inf")
         decode_budget_s = budgets.decode_ms / 1000 if enforce else float("inf")
         self.poll_nav()
-        if self.parts.tap is not None:
-            self.parts.tap.clip(clip)
         stages: dict[str, float | None] = {"capture_age_ms": clip.age_ms(clock.mono_ns())}
         level = self.degrade.level
         policy = degrade_policy(level, self.config.decoder.max_tokens)
@@ -300,6 +298,10 @@ class AdviceLoop:
             degrade_level=level,
             bundle_sha256=self.bundle_sha256,
         )
+        if self.parts.tap is not None:
+            # Handed over with its advice, not at the start: the writer's JPEG encoding then overlaps
+            # the gap before the next clip instead of this cycle's Python stages (the GIL).
+            self.parts.tap.clip(clip)
         sent = self._publish(message)
         self._cycle += 1
         stage_record = {k.removesuffix("_ms"): v for k, v in message.stages.model_dump().items()}

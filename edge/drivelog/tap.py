@@ -10,6 +10,7 @@ that fails (a full disk, a port gone) is switched off with a status event and th
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Sequence
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 MANUAL_POLL_S = 0.2
+# The writer thread's nice value. JPEG encoding is real CPU work; on a small, busy CPU the kernel
+# should give the loop thread the core first and the writer whatever is left (Linux sets nice per
+# thread). A writer that falls behind drops log items, the loop never waits.
+WRITER_NICE = 19
 
 
 class Sink(Protocol):
@@ -88,6 +93,10 @@ class DriveTap:
     # -- the writer thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+        except (OSError, AttributeError):  # not Linux, or not allowed: the default priority
+            pass
         while True:
             manual, self._manual = self._manual, None
             if manual is not None:
@@ -110,6 +119,8 @@ class DriveTap:
         if kind == "clip":
             for record in self._frame_records(item[1]):
                 self._dispatch(record)
+        elif kind == "call":
+            item[1]()
         elif kind == "message":
             message, mono = item[1], item[2]
             self._dispatch(message_record(message, mono + self.wall_offset_ns, mono))
@@ -145,6 +156,12 @@ class DriveTap:
                 sink.close()
             except OSError:
                 pass
+
+    def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait until the writer has handled everything queued so far (benchmarks, tests)."""
+        done = threading.Event()
+        self._queue.put(("call", done.set))
+        done.wait(timeout_s)
 
     def live_view(self):
         """The live view sink, if one is on (for its address)."""
