@@ -1,7 +1,8 @@
 """`edge capture now [--dir CAPTURE_DIR | --pid PID]`: ask a running runtime for a bad-case capture.
 
 The runtime writes its process id to ``runtime.pid`` in its capture folder and captures on SIGUSR1
-(edge/runtime.py); this command sends that signal. `edge capture list DIR` prints captures.jsonl."""
+(edge/runtime.py); this command sends that signal. `edge capture list DIR` prints captures.jsonl;
+`edge capture scene SEGMENT --out DIR` turns a segment into a scene folder (edge/drivelog/scene.py)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,22 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scene(args: argparse.Namespace) -> int:
+    from edge.drivelog.reader import DriveLogError, read_drive_log
+    from edge.drivelog.scene import TEMPLATE_NAME, write_scene
+
+    try:
+        log = read_drive_log([args.segment])
+        out = write_scene(log, args.out, args.segment.name)
+    except DriveLogError as exc:
+        print(f"edge capture: {exc}", file=sys.stderr)
+        return 2
+    for damage in log.damage:
+        print(f"edge capture: damaged segment, converted up to the damage: {damage}", file=sys.stderr)
+    print(f"{out}: add labels.jsonl (start from {TEMPLATE_NAME}), then `edge eval --scenes` takes it")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("capture", help="bad-case capture: trigger one now, or list the captures")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -55,3 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="print a capture folder's index")
     listing.add_argument("dir", type=Path, help="capture folder")
     listing.set_defaults(func=_list)
+    scene = actions.add_parser("scene", help="a captured segment as a scene folder for edge eval / edge train")
+    scene.add_argument("segment", type=Path, help="capture-*.mcap (or any drive log file)")
+    scene.add_argument("--out", type=Path, required=True, help="scene folder to write")
+    scene.set_defaults(func=_scene)

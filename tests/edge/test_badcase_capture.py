@@ -138,3 +138,32 @@ def test_a_quota_keeps_the_newest_captures_and_their_index_lines(tiny_bundle, tu
     assert [r["file"] for r in rows] == files
     assert sum((tmp_path / f).stat().st_size for f in files) <= 600_000
     assert rows[-1]["advice_seqs"][-1] == 8, "the newest capture is kept"
+
+
+def test_a_labelled_capture_is_a_scene_edge_eval_takes(turn_scene, tmp_path):
+    """Capture -> `edge capture scene` -> labels.jsonl (here: the template, i.e. what the runtime said)
+    -> `edge eval`: the replay of the scene at the recording's interval gives the same actions."""
+    from edge.manifest import load_bundle
+    from export.train.default import ensure_default_bundle
+    from export.train.eval import bundle_combos, evaluate
+
+    bundle = ensure_default_bundle(progress=False)
+    folder = tmp_path / "captures"
+    config = replay_config(bundle, overrides=["decoder.threads=1", f"capture.dir={str(folder)!r}",
+                                              "capture.verdicts=['ok', 'degraded']", "capture.after_s=3"])
+    result = replay_scene(bundle, turn_scene.video, turn_scene.nav, mode="lockstep", config=config, annotate=False)
+    segment = folder / index(folder)[0]["file"]
+    scene = tmp_path / "scenes" / "capture1"
+    run = subprocess.run([*EDGE, "capture", "scene", str(segment), "--out", str(scene)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert not (scene / "labels.jsonl").exists(), "labels are a person's job"
+    template = [json.loads(line) for line in (scene / "labels.template.jsonl").read_text().splitlines()]
+    assert [row["actions"][0] for row in template] == [a.advice.action.value for a in result.advice]
+    assert (scene / "nav.jsonl").read_text().count("turn_right") >= 1
+    (scene / "labels.jsonl").write_text((scene / "labels.template.jsonl").read_text())
+    manifest, _ = load_bundle(bundle, verify_hashes=False)
+    reference = bundle_combos(manifest)[0].name
+    report = evaluate(bundle, tmp_path / "scenes", tmp_path / "eval.json", combos=[reference], progress=None)
+    figures = report["precisions"][reference]
+    assert report["scenes"] == ["capture1"] and figures["cycles"] >= 8
+    assert figures["accuracy"] >= 0.9 and "turn_right" in figures["confusion"]
