@@ -4,6 +4,7 @@ process replay through the recording bundle and another one, roll-over and quota
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 from mcap.reader import make_reader
 from mcap.writer import Writer
 
+from edge.bus import Subscriber
 from edge.commands.replay import replay_config_for
 from edge.drivelog.reader import DriveLogError, read_drive_log
 from edge.drivelog.replay import replay_log
+from edge.messages import TOPIC_STATUS
 from sim.replay import replay_config, replay_scene
 from sim.scene import render_scene
 
@@ -175,25 +178,42 @@ def test_a_known_topic_with_an_unknown_schema_is_refused(tmp_path):
         read_drive_log([path])
 
 
+def free_tcp_endpoint() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
 def test_edge_run_records_and_a_full_disk_stops_the_recording_not_the_loop(tiny_bundle, drive_videos, tmp_path):
-    """RLIMIT_FSIZE makes the kernel refuse writes past 200 kB, as a full disk would."""
-    video = drive_videos[0]
-    folder = tmp_path / "rec"
+    """RLIMIT_FSIZE makes the kernel refuse writes past 200 kB, as a full disk would. A planner
+    listening on the runtime's socket sees the status event; the loop runs all its cycles."""
+    folder, publish = tmp_path / "rec", free_tcp_endpoint()
     code = (
         "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
         "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); "
         "from edge.cli import main; sys.exit(main(sys.argv[1:]))"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code, "run", "--bundle", str(tiny_bundle), "--camera", str(video), "--max-cycles", "8",
-         "--record", str(folder), "--publish", "tcp://127.0.0.1:*", "--nav", "tcp://127.0.0.1:*",
-         "--set", "decoder.max_tokens=16", "--set", "camera.interval_ms=200", "--set", "camera.loop_video=true",
-         "--set", "record.image_format='png'", "--set", "budgets.total_ms=60000", "--set", "budgets.max_frame_age_ms=60000"],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "edge run: 8 cycles" in run.stderr
-    assert "recording stopped" in run.stderr and "File too large" in run.stderr
+    planner = Subscriber(publish, [TOPIC_STATUS])  # connects before the runtime binds; ZeroMQ retries
+    try:
+        runtime = subprocess.Popen(
+            [sys.executable, "-c", code, "run", "--bundle", str(tiny_bundle), "--camera", str(drive_videos[0]),
+             "--max-cycles", "8", "--record", str(folder), "--publish", publish, "--nav", "tcp://127.0.0.1:*",
+             "--set", "decoder.max_tokens=16", "--set", "camera.interval_ms=200", "--set", "camera.loop_video=true",
+             "--set", "record.image_format='png'", "--set", "budgets.total_ms=60000",
+             "--set", "budgets.max_frame_age_ms=60000", "--set", "bus.status_interval_ms=100"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        events = {}
+        while runtime.poll() is None:
+            got = planner.receive(timeout_ms=100)
+            if got is not None:
+                events.update({e.kind: e for e in got.message.events})
+        stderr = runtime.stderr.read()
+    finally:
+        planner.close()
+    assert runtime.returncode == 0, stderr
+    assert "edge run: 8 cycles" in stderr
+    assert "File too large" in events["recording_stopped"].message
     files = list(folder.glob("*.mcap"))
     assert files and all(f.stat().st_size <= 200_000 for f in files)
 
