@@ -299,8 +299,8 @@ class AdviceLoop:
             bundle_sha256=self.bundle_sha256,
         )
         if self.parts.tap is not None:
-            # Handed over with its advice, not at the start: the writer's JPEG encoding then overlaps
-            # the gap before the next clip instead of this cycle's Python stages (the GIL).
+            # Handed over with its advice, not at the start: the writer's JPEG encoding then runs in
+            # the gap before the next clip rather than beside this cycle's stages.
             self.parts.tap.clip(clip)
         sent = self._publish(message)
         self._cycle += 1
