@@ -76,8 +76,10 @@ def _main(args: argparse.Namespace) -> int:
         return 2
     report = write_replay_report(args.out, log, result, result.bundle_sha256)
     agreement = result.agreement
+    in_time = result.agreement_in_time
     print(f"{len(result.replayed)} of {len(result.cycles)} cycles replayed in {result.wall_s:.1f} s; advice agreement "
-          f"{'n/a' if agreement is None else f'{agreement:.1%}'}; {len(result.changed)} changed, "
+          f"{'n/a' if agreement is None else f'{agreement:.1%}'} (cycles recorded in time: "
+          f"{'n/a' if in_time is None else f'{in_time:.1%}'}); {len(result.changed)} changed, "
           f"{len(result.skipped)} skipped", file=sys.stderr)
     print(f"report: {report}")
     return 0

@@ -84,6 +84,19 @@ class ReplayComparison:
         replayed = self.replayed
         return None if not replayed else 1 - len(self.changed) / len(replayed)
 
+    @property
+    def agreement_in_time(self) -> float | None:
+        """Agreement over the cycles recorded within their deadline (verdict ok or degraded). A
+        recorded late or no_advice cycle was cut by the clock; replay has no deadline and finishes it."""
+        in_time = [c for c in self.replayed if c.recorded.verdict.value in ("ok", "degraded")]
+        return None if not in_time else sum(c.same_advice for c in in_time) / len(in_time)
+
+    @property
+    def action_agreement(self) -> float | None:
+        """Same action, over the cycles where both the recording and the replay carry advice."""
+        both = [c for c in self.replayed if c.recorded.advice is not None and c.replayed.advice is not None]
+        return None if not both else sum(c.recorded.advice.action == c.replayed.advice.action for c in both) / len(both)
+
 
 def cycle_start_ns(advice: ActionAdvice) -> int:
     """When the recorded cycle started on the runtime's monotonic clock: newest frame + its age."""

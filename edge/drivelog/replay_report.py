@@ -4,6 +4,7 @@ cycles) and, per changed cycle, its newest frame as logged (changed/cycle-NNNNNN
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from edge.drivelog.reader import DriveLog
@@ -34,6 +35,9 @@ def write_replay_report(out: Path, log: DriveLog, result: ReplayComparison, bund
         "recorded_cycles": len(result.cycles),
         "replayed_cycles": len(result.replayed),
         "agreement": result.agreement,
+        "agreement_in_time": result.agreement_in_time,
+        "action_agreement": result.action_agreement,
+        "recorded_verdicts": dict(Counter(c.recorded.verdict.value for c in result.cycles)),
         "changed": changed,
         "skipped": [c.as_dict() for c in result.skipped],
         "damage": log.damage,
@@ -47,6 +51,10 @@ def write_replay_report(out: Path, log: DriveLog, result: ReplayComparison, bund
     return md
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
 def _markdown(report: dict) -> str:
     agreement = report["agreement"]
     lines = [
@@ -56,7 +64,9 @@ def _markdown(report: dict) -> str:
         f"- recorded with bundle `{report['recorded_bundle_sha256']}`, replayed with `{report['replay_bundle_sha256']}`",
         f"- cycles: {report['recorded_cycles']} recorded, {report['replayed_cycles']} replayed, "
         f"{len(report['skipped'])} skipped, {len(report['changed'])} changed",
-        f"- advice agreement: {'n/a' if agreement is None else f'{agreement:.1%}'}",
+        f"- advice agreement: {_pct(agreement)} of all cycles; {_pct(report['agreement_in_time'])} of the cycles "
+        f"recorded in time (ok/degraded); same action: {_pct(report['action_agreement'])} where both carry advice",
+        f"- recorded verdicts: {report['recorded_verdicts']}",
         f"- replay time: {report['wall_s']:.1f} s",
     ]
     if report["damage"]:

@@ -108,7 +108,7 @@ def test_edge_capture_now_reaches_a_running_runtime(tiny_bundle, drive_videos, t
         [*EDGE, "run", "--bundle", str(tiny_bundle), "--camera", str(drive_videos[0]), "--max-cycles", "30",
          "--capture", str(folder), "--audit", str(tmp_path / "audit.jsonl"), "--publish", "tcp://127.0.0.1:*", "--nav", "tcp://127.0.0.1:*",
          "--set", "decoder.max_tokens=16", "--set", "camera.interval_ms=200", "--set", "camera.loop_video=true",
-         "--set", "capture.before_s=5", "--set", "capture.after_s=0.5", "--set", "capture.verdicts=[]",
+         "--set", "capture.before_s=120", "--set", "capture.after_s=0.5", "--set", "capture.verdicts=[]",
          "--set", "capture.flip_cycles=0", "--set", "budgets.total_ms=60000", "--set", "budgets.max_frame_age_ms=60000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -95,6 +95,7 @@ def test_replay_through_the_recording_bundle_gives_identical_advice(default_bund
     result = replay_log(log, config)
     assert len(result.replayed) == len(recorded.advice) >= 10
     assert result.agreement == 1.0 and result.changed == []
+    assert result.agreement_in_time == 1.0 and result.action_agreement == 1.0
     for compared in result.cycles:
         assert compared.replayed.advice == compared.recorded.advice
         assert compared.replayed.nav_id == compared.recorded.nav_id
@@ -111,6 +112,7 @@ def test_replay_with_another_bundle_reports_the_changed_cycles(tiny_bundle, png_
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["same_bundle"] is False and report["agreement"] < 1.0
+    assert report["action_agreement"] < 1.0 and set(report["recorded_verdicts"]) <= {"ok", "degraded"}
     changed = report["changed"][0]
     assert changed["recorded"] != changed["replayed"]
     assert (out / changed["frame_file"]).stat().st_size > 1000
