@@ -105,7 +105,7 @@ def test_feedback_over_the_socket_triggers_a_capture_and_bad_feedback_is_counted
 def test_edge_capture_now_reaches_a_running_runtime(tiny_bundle, drive_videos, tmp_path):
     folder = tmp_path / "captures"
     runtime = subprocess.Popen(
-        [*EDGE, "run", "--bundle", str(tiny_bundle), "--camera", str(drive_videos[0]), "--max-cycles", "30",
+        [*EDGE, "run", "--bundle", str(tiny_bundle), "--camera", str(drive_videos[0]), "--max-cycles", "20",
          "--capture", str(folder), "--audit", str(tmp_path / "audit.jsonl"), "--publish", "tcp://127.0.0.1:*", "--nav", "tcp://127.0.0.1:*",
          "--set", "decoder.max_tokens=16", "--set", "camera.interval_ms=200", "--set", "camera.loop_video=true",
          "--set", "capture.before_s=120", "--set", "capture.after_s=0.5", "--set", "capture.verdicts=[]",
@@ -113,12 +113,12 @@ def test_edge_capture_now_reaches_a_running_runtime(tiny_bundle, drive_videos, t
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        audit, deadline = tmp_path / "audit.jsonl", time.monotonic() + 120
+        audit, deadline = tmp_path / "audit.jsonl", time.monotonic() + 600
         while time.monotonic() < deadline and not (audit.is_file() and len(audit.read_text().splitlines()) >= 3):
             time.sleep(0.1)  # a few cycles into the drive
         now = subprocess.run([*EDGE, "capture", "now", "--dir", str(folder)], capture_output=True, text=True)
         assert now.returncode == 0, now.stderr
-        _, stderr = runtime.communicate(timeout=300)
+        _, stderr = runtime.communicate(timeout=900)  # minutes on a loaded 2-core host
     finally:
         runtime.kill()
     assert runtime.returncode == 0, stderr
