@@ -270,6 +270,8 @@ class Subscriber(_BusSocket):
         self.max_message_bytes = max_message_bytes
         self.latest_only = latest_only
         self.rejected: Counter[str] = Counter()
+        # The same counts split by topic where the topic was known (None: refused before that).
+        self.rejected_per_topic: Counter[tuple[str | None, str]] = Counter()
         self.received: Counter[str] = Counter()
         self.seq = SeqTracker()
         self._logged_kinds: set[str] = set()
@@ -278,8 +280,9 @@ class Subscriber(_BusSocket):
 
     # -- validation -------------------------------------------------------------------------
 
-    def _reject(self, kind: str, detail: str) -> None:
+    def _reject(self, kind: str, detail: str, topic: str | None = None) -> None:
         self.rejected[kind] += 1
+        self.rejected_per_topic[(topic, kind)] += 1
         if kind not in self._logged_kinds:
             self._logged_kinds.add(kind)
             log.warning("dropped inbound message on %s (%s): %s; further ones are only counted",
@@ -302,7 +305,7 @@ class Subscriber(_BusSocket):
         try:
             message = model.model_validate_json(payload)
         except pydantic.ValidationError as exc:
-            self._reject(*self._classify(payload, exc))
+            self._reject(*self._classify(payload, exc), topic=topic)
             return None
         return topic, message
 

@@ -16,6 +16,8 @@ from edge.errors import EdgeError
 # Order is the order `edge --help` lists them.
 COMMAND_MODULES = (
     "edge.commands.run",
+    "edge.commands.replay",
+    "edge.commands.capture",
     "edge.commands.listen",
     "edge.commands.config",
     "edge.commands.schema",

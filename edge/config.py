@@ -138,6 +138,38 @@ class CpuConfig(_Section):
 
     def model_cpus(self) -> frozenset[int]:
         return parse_cpu_list(self.models)
+class RecordConfig(_Section):
+    """Drive logs in MCAP (edge/drivelog). `dir` unset: no recording."""
+
+    dir: Path | None = None
+    image_format: Literal["jpeg", "png"] = Field(default="jpeg", description="png: lossless, bit-exact replay")
+    jpeg_quality: int = Field(default=80, ge=10, le=100)
+    max_file_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
+    max_file_s: float = Field(default=600, gt=0, description="drive time per file")
+    quota_bytes: int = Field(default=8 * 1024**3, ge=64 * 1024, description="oldest files go first")
+    queue_size: int = Field(default=256, ge=1, description="items waiting for the writer thread")
+    # MCAP chunk size: a crash loses at most the chunk being built (about 10 JPEG frames at 256 KiB).
+    chunk_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
+
+
+class LiveConfig(_Section):
+    """The Foxglove WebSocket live view. Loopback by default: the car's network is not the viewer's."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65_535, description="0: any free port")
+
+
+class CaptureConfig(_Section):
+    """Bad-case capture: a window around each trigger as its own MCAP segment. `dir` unset: off."""
+
+    dir: Path | None = None
+    before_s: float = Field(default=10.0, ge=0, le=600)
+    after_s: float = Field(default=5.0, ge=0, le=600)
+    verdicts: list[Literal["ok", "degraded", "late", "no_advice"]] = Field(
+        default_factory=lambda: ["no_advice", "late"])
+    flip_cycles: int = Field(default=3, ge=0, description="conflicting actions within N cycles; 0: off")
+    quota_bytes: int = Field(default=2 * 1024**3, ge=64 * 1024)
 
 
 class RuntimeConfig(_Section):
@@ -153,6 +185,9 @@ class RuntimeConfig(_Section):
     nav: NavConfig = Field(default_factory=NavConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     cpu: CpuConfig = Field(default_factory=CpuConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
 
 
 def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
@@ -200,6 +235,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return build_config(data, overrides)
+
+
+def build_config(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RuntimeConfig:
+    """Apply ``key.path=value`` overrides to a configuration dict and validate it."""
     for assignment in overrides:
         apply_override(data, assignment)
     try:

@@ -22,11 +22,13 @@ from edge.capture import Clip
 from edge.config import BudgetConfig, RuntimeConfig
 from edge.cpus import pinned
 from edge.decoder import AdviceDecoder, DecodeResult
+from edge.drivelog import DriveTap
 from edge.feeds import ClipFeed, Clock, FeedHealth
 from edge.manifest import BundleManifest
 from edge.messages import (
     ActionAdvice,
     Advice,
+    Feedback,
     FrameRef,
     NavInstruction,
     RuntimeState,
@@ -77,6 +79,7 @@ class LoopParts:
     publisher: Publisher
     nav_in: Subscriber | None = None
     audit: AuditLog | None = None
+    tap: DriveTap | None = None  # drive log, capture, live view: handed every clip and message
     enforce_deadlines: bool = True  # False in lock-step replay: the simulated clock decides ages
 
 
@@ -99,6 +102,7 @@ class AdviceLoop:
         self._last_feed_state = "ok"
         self._feed_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
+        self.replayed_degrade_level: int | None = None
         self._model_cpus = self.config.cpu.model_cpus()
         self._audit_failing = False
 
@@ -107,7 +111,10 @@ class AdviceLoop:
     def _publish(self, message: ActionAdvice | Status) -> ActionAdvice | Status:
         # PUB sockets are not thread-safe; the loop and the heartbeat share one under a lock.
         with self._publish_lock:
-            return self.parts.publisher.publish(message)
+            sent = self.parts.publisher.publish(message)
+        if self.parts.tap is not None:
+            self.parts.tap.message(sent)
+        return sent
 
     def status_message(self) -> Status:
         health = self.parts.feed.health()
@@ -116,8 +123,9 @@ class AdviceLoop:
         if state is None:
             state = RuntimeState.DEGRADED if self.degrade_level else RuntimeState.RUNNING
         rejected = dict(self.nav.refused)
-        if self.parts.nav_in is not None:
-            rejected.update({f"nav_{k}": v for k, v in self.parts.nav_in.rejected.items()})
+        if self.parts.nav_in is not None:  # the inbound socket: nav and feedback
+            for (topic, kind), count in self.parts.nav_in.rejected_per_topic.items():
+                rejected[f"{topic or 'nav'}_{kind}"] = count
         current_nav = self.nav.current(self.parts.clock.mono_ns())
         return Status(
             state=state,
@@ -159,7 +167,8 @@ class AdviceLoop:
     # -- navigation ---------------------------------------------------------------------------
 
     def poll_nav(self) -> int:
-        """Take the nav messages waiting on the socket; only the latest valid one counts.
+        """Take the inbound messages waiting on the socket: nav (only the latest valid one counts)
+        and feedback.
 
         At most ``bus.receive_hwm`` raw messages per cycle, so a publisher flooding faster than
         they can be parsed delays a cycle by that many parse costs and no more; the rest waits
@@ -175,16 +184,27 @@ class AdviceLoop:
             got = nav_in.receive(timeout_ms=0, max_messages=cap - taken)
             step = nav_in.handled() - before
             taken += step
-            if got is not None:
+            if got is None:
+                if step == 0:  # nothing waiting (a rejected message ends receive(), not the drain)
+                    break
+            elif isinstance(got.message, Feedback):
+                self.offer_feedback(got.message)
+            else:
                 self.offer_nav(got.message)  # type: ignore[arg-type]
-            elif step == 0:  # nothing waiting (a rejected message ends receive(), not the drain)
-                break
         if taken >= cap:
             self.telemetry.event("nav_flood", f"{taken} nav messages waiting in one cycle (the per-cycle cap); "
                                  "the rest wait or are dropped at the receive high-water mark")
         return taken
 
+    def offer_feedback(self, message: Feedback) -> None:
+        """A planner says advice `advice_seq` was wrong: logged (and captured); the advice is not changed."""
+        self.telemetry.event("feedback", f"advice seq {message.advice_seq}: {message.reason}")
+        if self.parts.tap is not None:
+            self.parts.tap.message(message)
+
     def offer_nav(self, message: NavInstruction) -> bool:
+        if self.parts.tap is not None:
+            self.parts.tap.message(message)
         accepted = self.nav.offer(message, self.parts.clock.mono_ns())
         if not accepted:
             self.telemetry.event("nav_refused", f"nav {message.nav_id} refused: {self.nav.last_refusal}")
@@ -208,9 +228,12 @@ class AdviceLoop:
 
     @property
     def degrade_level(self) -> int:
-        """The level that shapes the next cycle. Lock-step replay never degrades: the level follows
-        real-time budgets, and letting it skip clips or shorten answers would make the advice
-        sequence depend on how busy the machine is."""
+        """The level that shapes the next cycle. Lock-step replay never degrades by itself: the
+        level follows real-time budgets, and letting it skip clips or shorten answers would make the
+        advice sequence depend on how busy the machine is. Process replay of a drive log sets the
+        level each recorded cycle ran at (`replayed_degrade_level`): it is part of that input."""
+        if self.replayed_degrade_level is not None:
+            return self.replayed_degrade_level
         return self.degrade.level if self.parts.enforce_deadlines else 0
 
     def next_clip(self) -> Clip | None:
@@ -312,6 +335,10 @@ class AdviceLoop:
             degrade_level=level,
             bundle_sha256=self.bundle_sha256,
         )
+        if self.parts.tap is not None:
+            # Handed over with its advice, not at the start: the writer's JPEG encoding then runs in
+            # the gap before the next clip rather than beside this cycle's stages.
+            self.parts.tap.clip(clip)
         sent = self._publish(message)
         self._cycle += 1
         stage_record = {k.removesuffix("_ms"): v for k, v in message.stages.model_dump().items()}

@@ -24,6 +24,7 @@ SCHEMA_VERSION = 1
 TOPIC_ADVICE = "advice"
 TOPIC_STATUS = "status"
 TOPIC_NAV = "nav"
+TOPIC_FEEDBACK = "feedback"
 
 # Bounds on free text. The advice rationale is what the model writes; keep it a short clause.
 RATIONALE_MAX_CHARS = 120
@@ -192,6 +193,17 @@ class NavInstruction(WireMessage):
     ttl_ms: int = Field(default=30_000, gt=0, le=3_600_000)
 
 
+class Feedback(WireMessage):
+    """Inbound from a planner: "this advice was wrong". It triggers a bad-case capture around the
+    advice it names (edge/drivelog/capture.py); it never changes what the runtime advises."""
+
+    TOPIC: ClassVar[str] = TOPIC_FEEDBACK
+
+    advice_seq: int = Field(ge=0, description="seq of the advice message this feedback is about")
+    reason: str = Field(min_length=1, max_length=STATUS_TEXT_MAX_CHARS)
+    expected_action: MetaAction | None = None
+
+
 class StatusEvent(_Strict):
     kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")]
     message: BoundedStatusText = ""
@@ -227,6 +239,7 @@ MESSAGE_TYPES: dict[str, type[WireMessage]] = {
     TOPIC_ADVICE: ActionAdvice,
     TOPIC_STATUS: Status,
     TOPIC_NAV: NavInstruction,
+    TOPIC_FEEDBACK: Feedback,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,13 +23,15 @@ from edge.capture import CaptureOptions
 from edge.config import RuntimeConfig
 from edge.cpus import pinned
 from edge.decoder import AdviceDecoder
+from edge.drivelog import DriveTap
 from edge.feeds import ClipFeed, Clock, LiveFeed, SystemClock, open_live_feed
 from edge.llm.openmp import wait_policy
 from edge.loop import AdviceLoop, LoopParts
 from edge.manifest import BundleError, BundleManifest, load_bundle
-from edge.messages import TOPIC_NAV
+from edge.messages import TOPIC_FEEDBACK, TOPIC_NAV
 from edge.preprocess import Preprocessor
 from edge.quality import agreement_warning
+from edge.telemetry import Telemetry
 from edge.vision import select_backend
 
 log = logging.getLogger(__name__)
@@ -105,7 +108,7 @@ def open_bus(config: RuntimeConfig) -> BusParts:
         curve_server = CurveServer(context, bus.curve.authorized_clients_dir)  # type: ignore[arg-type]
     publisher = Publisher(bus.publish_endpoint, context=context, send_hwm=bus.send_hwm, curve_keys=keys)
     nav_in = Subscriber(
-        bus.nav_endpoint, [TOPIC_NAV], context=context, bind=True, receive_hwm=bus.receive_hwm,
+        bus.nav_endpoint, [TOPIC_NAV, TOPIC_FEEDBACK], context=context, bind=True, receive_hwm=bus.receive_hwm,
         max_message_bytes=bus.max_message_bytes, curve_keys=keys,
     )
     return BusParts(context, publisher, nav_in, curve_server)
@@ -125,6 +128,43 @@ def open_camera_feed(config: RuntimeConfig, preprocessor: Preprocessor | None = 
         backoff_max_s=camera.reopen_backoff_max_ms / 1000,
     )
     return open_live_feed(camera.source, options, preprocessor)
+
+
+def open_drive_tap(config: RuntimeConfig, manifest: BundleManifest, clock: Clock,
+                   telemetry: Telemetry) -> DriveTap | None:
+    """The drive log's writer thread with the sinks the configuration asks for; None if none."""
+    from edge.drivelog.mcapfile import config_json, runtime_metadata
+
+    record, sinks = config.record, []
+    metadata = runtime_metadata(manifest.bundle_sha256(), config_json(config))
+    try:
+        _open_sinks(config, metadata, sinks)
+    except BaseException:
+        for sink in sinks:  # nothing half-starts
+            sink.close()
+        raise
+    if not sinks:
+        return None
+    return DriveTap(sinks, clock, telemetry, queue_size=record.queue_size, image_format=record.image_format,
+                    jpeg_quality=record.jpeg_quality)
+
+
+def _open_sinks(config: RuntimeConfig, metadata: dict[str, str], sinks: list) -> None:
+    from edge.drivelog.mcapfile import McapLog
+
+    record = config.record
+    if record.dir is not None:
+        sinks.append(McapLog(record.dir, metadata, max_file_bytes=record.max_file_bytes,
+                             max_file_s=record.max_file_s, quota_bytes=record.quota_bytes,
+                             frames_per_clip=config.camera.frames_per_clip, chunk_bytes=record.chunk_bytes))
+    if config.capture.dir is not None:
+        from edge.drivelog.capture import CaptureSink
+
+        sinks.append(CaptureSink(config.capture, metadata))
+    if config.live.enabled:
+        from edge.drivelog.live import LiveView
+
+        sinks.append(LiveView(config.live.host, config.live.port))
 
 
 @contextlib.contextmanager
@@ -152,6 +192,11 @@ def running_loop(
         if config.audit.path is not None:
             audit = AuditLog(config.audit.path, config.audit.max_bytes, config.audit.keep)
             stack.callback(audit.close)
+        clock = clock or SystemClock()
+        telemetry = Telemetry()
+        tap = open_drive_tap(config, models.manifest, clock, telemetry)
+        if tap is not None:
+            stack.callback(tap.close)  # after the loop has stopped: every last message is written
         parts = LoopParts(
             manifest=models.manifest,
             preprocessor=models.preprocessor,
@@ -159,13 +204,14 @@ def running_loop(
             vision_reason=models.vision_reason,
             decoder=models.decoder,
             feed=feed,
-            clock=clock or SystemClock(),
+            clock=clock,
             publisher=bus.publisher,
             nav_in=bus.nav_in,
             audit=audit,
+            tap=tap,
             enforce_deadlines=enforce_deadlines,
         )
-        loop = AdviceLoop(config, parts)
+        loop = AdviceLoop(config, parts, telemetry)
         for warning in models.warnings:
             loop.telemetry.event("low_agreement", warning)
         loop.start_heartbeat()
@@ -192,3 +238,21 @@ def stop_on_signals(loop: AdviceLoop) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def capture_on_signal(loop: AdviceLoop) -> Iterator[None]:
+    """With bad-case capture on: SIGUSR1 captures the window around now (`edge capture now`), and
+    the process id is left in the capture folder for that command to find."""
+    tap, folder = loop.parts.tap, loop.config.capture.dir
+    if tap is None or folder is None:
+        yield
+        return
+    pid_file = Path(folder) / "runtime.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    previous = signal.signal(signal.SIGUSR1, lambda _signum, _frame: tap.trigger("SIGUSR1 (edge capture now)"))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        pid_file.unlink(missing_ok=True)

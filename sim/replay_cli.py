@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge.capture import CaptureError
 from edge.client import AdviceEvent, format_advice_line
+from edge.commands.config import add_drivelog_arguments, drivelog_overrides
 from edge.loop import CycleOutcome
 from edge.preflight import check_bundle_folder, check_endpoints_free, check_video_file
 from sim.labels import load_labels, load_nav
@@ -65,9 +66,12 @@ def _main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     config = replay_config(
         bundle, vision_precision=args.vision_precision, decoder_quant=args.decoder_quant,
-        interval_ms=args.interval_ms, audit_path=args.out / "audit.jsonl", overrides=args.overrides,
+        interval_ms=args.interval_ms, audit_path=args.out / "audit.jsonl", overrides=[*args.overrides, *drivelog_overrides(args)],
         config_file=args.config,
     )
+    if config.live.enabled:
+        print(f"edge sim: live view on ws://{config.live.host}:{config.live.port} (Foxglove WebSocket; "
+              "layout docs/foxglove-layout.json)", file=sys.stderr, flush=True)
     result = replay_scene(
         bundle, video, nav, labels, mode=args.mode, speed=args.speed, out_dir=args.out, config=config,
         max_cycles=args.max_cycles, on_cycle=_print_cycle if not args.quiet else lambda _o: None,
@@ -105,5 +109,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", type=Path, help="runtime TOML configuration")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--quiet", action="store_true", help="do not print advice lines")
+    add_drivelog_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output folder for the report")
     parser.set_defaults(func=_main)

@@ -33,6 +33,7 @@ STAGES = ("capture_age", "preprocess", "encode", "prefill", "decode", "publish",
 MODEL_STAGES = ("encode", "prefill", "decode")
 UNREACHABLE_BUDGET_MS = 3_600_000  # an hour: no stage is ever cut or judged late
 NO_CLIP_TIMEOUT_S = 30.0
+DRIVELOG_BLOCK = 5
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class LoopBenchSettings:
     audit: bool = True
     overrides: tuple[str, ...] = ()  # config `key=value` assignments applied last (--set)
     keep_samples: bool = False  # the report also carries every measured cycle's stage times
+    # Recording, capture and live view: on in alternate blocks of DRIVELOG_BLOCK cycles, the writer
+    # drained before each block without them, so both halves run in the same process and minutes.
+    drivelog: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("stepped", "live"):
@@ -56,7 +60,7 @@ class LoopBenchSettings:
             raise ValueError(f"need cycles >= 1 and warmup >= 0 (got {self.cycles}, {self.warmup})")
 
 
-def bench_config(bundle: Path, settings: LoopBenchSettings, audit_path: Path | None):
+def bench_config(bundle: Path, settings: LoopBenchSettings, audit_path: Path | None, drivelog_dir: Path | None = None):
     from edge.config import load_config
 
     sets = [
@@ -73,6 +77,9 @@ def bench_config(bundle: Path, settings: LoopBenchSettings, audit_path: Path | N
         "max_frame_age_ms", "preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "publish_ms", "total_ms")]
     if audit_path is not None:
         sets.append(f"audit.path={str(audit_path)!r}")
+    if drivelog_dir is not None:  # every drive-log sink at its defaults; the live view on a free port
+        sets += [f"record.dir={str(drivelog_dir / 'record')!r}", f"capture.dir={str(drivelog_dir / 'capture')!r}",
+                 "live.enabled=true", "live.port=0"]
     return load_config(None, [*sets, *settings.overrides])
 
 
@@ -99,18 +106,22 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
         raise FileNotFoundError(f"video {video} does not exist")
     samples: dict[str, list[float]] = {name: [] for name in (*STAGES, "cycle_wall", "overhead",
                                                               "overhead_other", "next_clip")}
+    if settings.drivelog:
+        samples |= {f"{name}_drivelog_{state}": [] for name in ("overhead", "cycle_wall") for state in ("on", "off")}
     verdicts: Counter[str] = Counter()
     prefill_tokens: list[int] = []
     generated_tokens: list[int] = []
     frame_ids: list[int] = []
+    drivelog_work: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="edge-bench-loop-") as tmp:
         audit_path = Path(tmp) / "audit.jsonl" if settings.audit else None
-        config = bench_config(bundle, settings, audit_path)
+        config = bench_config(bundle, settings, audit_path, Path(tmp) if settings.drivelog else None)
         models = load_model_parts(config)
         try:
             feed, clock, enforce = _open_feed(settings, video, models)
             preprocess_resizes_before = models.preprocessor.resizes
             with running_loop(config, models=models, feed=feed, clock=clock, enforce_deadlines=enforce) as loop:
+                tap = loop.parts.tap
                 done = 0
                 last_clip_at = time.monotonic()
                 while done < settings.warmup + settings.cycles:
@@ -122,6 +133,11 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
                             raise RuntimeError(f"no clip for {NO_CLIP_TIMEOUT_S:.0f} s: {feed.health()}")
                         continue
                     last_clip_at = time.monotonic()
+                    drivelog_on = tap is not None and (done // DRIVELOG_BLOCK) % 2 == 0
+                    if tap is not None:
+                        if not drivelog_on and done % DRIVELOG_BLOCK == 0:
+                            tap.drain()  # the off block starts without the writer's backlog
+                        loop.parts.tap = tap if drivelog_on else None
                     outcome = loop.run_cycle(clip)
                     done += 1
                     if done <= settings.warmup:
@@ -139,11 +155,19 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
                     samples["overhead_other"].append(
                         overhead - (stages.get("preprocess_ms") or 0.0) - (stages.get("publish_ms") or 0.0))
                     samples["next_clip"].append(next_clip_ms)
+                    if tap is not None:
+                        state = "on" if drivelog_on else "off"
+                        samples[f"overhead_drivelog_{state}"].append(overhead)
+                        samples[f"cycle_wall_drivelog_{state}"].append(outcome.cycle_wall_ms)
                     verdicts[outcome.advice.verdict.value] += 1
                     frame_ids.append(clip.frame_ids[-1])
                     if outcome.decode is not None:
                         prefill_tokens.append(outcome.decode.prefill_tokens)
                         generated_tokens.append(outcome.decode.generated_tokens)
+                if tap is not None:
+                    loop.parts.tap = tap
+                    tap.drain()
+                    drivelog_work = {"drivelog_records_written": tap.written, "drivelog_dropped": tap.dropped}
                 resizes = models.preprocessor.resizes - preprocess_resizes_before
                 vision_backend = models.vision.name  # type: ignore[attr-defined]
                 decoder_quant = models.decoder.artifact.quant
@@ -160,6 +184,12 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
     ratios = {
         "overhead_over_cycle_wall_p50": ratio(results["overhead"]["p50_ms"], results["cycle_wall"]["p50_ms"]),
     }
+    if settings.drivelog:
+        on, off = results["overhead_drivelog_on"], results["overhead_drivelog_off"]
+        ratios |= {"overhead_p99_drivelog_on_minus_off_ms": on["p99_ms"] - off["p99_ms"],
+                   "overhead_p50_drivelog_on_minus_off_ms": on["p50_ms"] - off["p50_ms"],
+                   "cycle_wall_p50_drivelog_on_over_off": ratio(results["cycle_wall_drivelog_on"]["p50_ms"],
+                                                                results["cycle_wall_drivelog_off"]["p50_ms"])}
     work = {
         "cycles": cycles,
         "verdicts": dict(verdicts),
@@ -172,6 +202,7 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
         # per-frame cache this is ~1 per cycle in steady state, not frames_per_clip.
         "preprocess_resizes": resizes,
         "audit_lines": audit_lines,
+        **drivelog_work,
     }
     extra = {"samples": samples} if settings.keep_samples else {}
     return make_report(
@@ -202,6 +233,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override applied last (e.g. decoder.threads_batch=2, vision.spin=true)")
     parser.add_argument("--samples", action="store_true", help="also write every cycle's stage times")
+    parser.add_argument("--drivelog", action="store_true",
+                        help="recording + capture + live view on in alternate blocks of cycles: overhead on vs off")
     parser.set_defaults(func=_main)
 
 
@@ -210,6 +243,7 @@ def _main(args: argparse.Namespace) -> int:
         cycles=args.cycles, warmup=args.warmup, mode=args.mode, interval_ms=args.interval_ms, threads=args.threads,
         vision_threads=args.vision_threads, quant=args.quant, max_tokens=args.max_tokens, audit=not args.no_audit,
         overrides=tuple(args.overrides), keep_samples=args.samples,
+        drivelog=args.drivelog,
     )
     report = run_loop_bench(args.bundle, args.video, settings)
     path = write_report(args.out, report)

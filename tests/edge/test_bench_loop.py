@@ -71,3 +71,13 @@ def test_live_mode_via_cli(tiny_bundle, video, tmp_path):
 def test_settings_refuse_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         LoopBenchSettings(mode="realtime")
+
+
+def test_drivelog_on_and_off_are_measured_in_alternate_blocks(tiny_bundle, video):
+    settings = LoopBenchSettings(cycles=10, warmup=0, max_tokens=16, drivelog=True, audit=False)
+    report = run_loop_bench(tiny_bundle, video, settings)
+    results, work = report["results"], report["work"]
+    assert results["overhead_drivelog_on"]["n"] == results["overhead_drivelog_off"]["n"] == 5
+    assert "overhead_p99_drivelog_on_minus_off_ms" in report["ratios"]
+    # Every on-cycle logged its advice and its new frame (first clip: all 4), the status messages too.
+    assert work["drivelog_records_written"] >= 5 + (4 + 4) and work["drivelog_dropped"] == 0

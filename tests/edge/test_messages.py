@@ -52,7 +52,12 @@ def test_vocabulary_is_closed_and_extra_fields_refused():
 
 def test_schema_files_validate_real_messages(tmp_path):
     paths = {p.name: p for p in write_schemas(tmp_path)}
-    assert set(paths) == {"advice.schema.json", "nav.schema.json", "status.schema.json"}
+    assert set(paths) == {"advice.schema.json", "nav.schema.json", "status.schema.json", "feedback.schema.json"}
+    feedback = json.loads(paths["feedback.schema.json"].read_text())
+    jsonschema.validate({"schema_version": 1, "seq": 0, "mono_ns": 1, "wall_ns": 1, "advice_seq": 7,
+                         "reason": "braked for a shadow", "expected_action": "keep_speed"}, feedback)
+    with pytest.raises(jsonschema.ValidationError):  # a feedback must say why
+        jsonschema.validate({"schema_version": 1, "advice_seq": 7}, feedback)
     schema = json.loads(paths["advice.schema.json"].read_text())
     jsonschema.validate(json.loads(sample_advice().model_dump_json()), schema)
     bad = json.loads(sample_advice().model_dump_json())
