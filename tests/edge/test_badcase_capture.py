@@ -131,13 +131,14 @@ def test_edge_capture_now_reaches_a_running_runtime(tiny_bundle, drive_videos, t
 
 
 def test_a_quota_keeps_the_newest_captures_and_their_index_lines(tiny_bundle, turn_scene, tmp_path):
-    capture_scene(tiny_bundle, turn_scene, tmp_path, "decoder.max_tokens=8", "capture.after_s=0",
-                  "capture.before_s=0.5", "capture.quota_bytes=600000", "record.image_format='jpeg'")
+    result = capture_scene(tiny_bundle, turn_scene, tmp_path, "decoder.max_tokens=8", "capture.after_s=0",
+                           "capture.before_s=0.5", "capture.quota_bytes=600000", "record.image_format='jpeg'")
     rows = index(tmp_path)
     files = sorted(p.name for p in tmp_path.glob("capture-*.mcap"))
     assert [r["file"] for r in rows] == files
     assert sum((tmp_path / f).stat().st_size for f in files) <= 600_000
-    assert rows[-1]["advice_seqs"][-1] == 8, "the newest capture is kept"
+    assert rows[0]["advice_seqs"][0] > result.advice[0].seq, "the oldest captures went first"
+    assert rows[-1]["advice_seqs"][-1] == result.advice[-1].seq, "the newest capture is kept"
 
 
 def test_a_labelled_capture_is_a_scene_edge_eval_takes(turn_scene, tmp_path):

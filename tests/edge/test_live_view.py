@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
+import time
 
 import pytest
 from websockets.sync.client import connect
@@ -63,7 +64,10 @@ def test_a_foxglove_client_receives_frames_and_advice(tiny_bundle, drive_videos)
     assert b"jpeg" in image and b"\xff\xd8\xff" in image  # a CompressedImage holding a JPEG
     advice = ActionAdvice.model_validate_json(got["/advice"][0][1])
     assert advice.bundle_sha256 == loop.bundle_sha256
-    assert log_time == advice.frames[0].capture_mono_ns + clock.wall_epoch_ns  # one time line for all channels
+    # One time line for all channels: the replay's monotonic clock plus one offset fixed at the start,
+    # and that time line is today's (the simulated wall clock follows the real one).
+    assert log_time == advice.frames[0].capture_mono_ns + loop.parts.tap.wall_offset_ns
+    assert abs(log_time - time.time_ns()) < 3600 * 10**9
 
 
 def test_a_port_in_use_is_refused_with_the_reason():
