@@ -182,11 +182,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    bundle = args.bundle
-    if bundle is None:
-        from edge.commands.run import builtin_bundle
+    from edge.commands.run import builtin_bundle
 
-        bundle = builtin_bundle()
+    bundle = args.bundle or builtin_bundle()
     report = run_fuzz_campaign(bundle, args.video, args.messages, args.seed)
     path = write_report(args.out, report)
     work = report["work"]

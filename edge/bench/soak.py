@@ -167,11 +167,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    bundle = args.bundle
-    if bundle is None:
-        from edge.commands.run import builtin_bundle
+    from edge.commands.run import builtin_bundle
 
-        bundle = builtin_bundle()
+    bundle = args.bundle or builtin_bundle()
     report = run_soak(bundle, args.video, args.cycles, args.warmup, args.audit_max_bytes)
     path = write_report(args.out, report)
     print("memory:", report["memory"])
