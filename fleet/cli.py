@@ -1,8 +1,10 @@
-"""`edge fleet eval`: `edge eval` over many drives on Ray (local on demand, or a cluster).
+"""`edge fleet eval` / `edge fleet replay`: `edge eval` over many drives, `edge replay` over many drive
+logs, on Ray (local on demand, or a cluster).
 
     edge fleet eval --scenes scenes/heldout --out fleet.json                 # local Ray, 2 workers
     edge fleet eval --scenes /mnt/drives/a /mnt/drives/b --bundle B --out fleet.json \\
         --address ray://head:10001 --workers 32
+    edge fleet replay --logs logs/ --bundle B --out replay.json                # MCAP logs (and plain videos)
 """
 
 from __future__ import annotations
@@ -34,6 +36,31 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for row in report["drives"]:
         if row["status"] == "failed":
             print(f"  failed {row['drive']}: {row['error']}")
+    print(f"report written to {args.out}")
+    return 130 if fleet["interrupted"] else 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from fleet.driver import FleetOptions, run_fleet_replay
+
+    options = FleetOptions(workers=args.workers, threads=args.threads, address=args.address, progress=not args.quiet)
+    report = run_fleet_replay(args.bundle, args.logs, args.out, options, overrides=args.overrides,
+                              with_cycles=args.cycles)  # EdgeErrors (no such path, no logs) are printed by edge.cli
+    totals, fleet = report["totals"], report["fleet"]
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    print(f"{totals['replayed']} of {totals['cycles']} cycles replayed, {totals['changed']} changed; advice agreement "
+          f"{pct(totals['agreement'])} (recorded in time: {pct(totals['agreement_in_time'])}; same action: "
+          f"{pct(totals['action_agreement'])}); total latency {totals['latency_ms']}")
+    print(f"logs: {totals['done']} done, {totals['failed']} failed, {totals['not_run']} not run of "
+          f"{totals['logs_given']} ({fleet['logs_per_minute']} per minute on {fleet['workers']} workers)")
+    for row in report["logs"]:
+        if row["status"] == "failed":
+            print(f"  failed {row['log']}: {row['error']}")
+        elif row["status"] == "done" and row["damage"]:
+            print(f"  damaged {row['log']} (replayed up to the damage): {row['damage'][0]}")
     print(f"report written to {args.out}")
     return 130 if fleet["interrupted"] else 0
 
@@ -80,6 +107,31 @@ def register(subparsers) -> None:
                     help="only these combinations, e.g. int8+q4_k_m (repeatable; the reference is always run)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_eval)
+
+    rp = commands.add_parser(
+        "replay",
+        help="edge replay over many MCAP drive logs (and plain videos), spread over Ray workers",
+        description="Replays every MCAP drive log (each file on its own) named or under the folders given through the "
+                    "bundle, as edge replay does, on Ray actors that check and load the bundle once each. A video with "
+                    "no log beside it is replayed in lock-step (no recorded advice to compare). The report has a row "
+                    "per log (cycles, agreement with the recorded advice, latency, or the reason it failed) and totals.",
+    )
+    rp.add_argument("--logs", type=Path, nargs="+", required=True, metavar="PATH",
+                    help="MCAP files, videos, or folders of them (searched recursively); on a cluster, shared paths")
+    rp.add_argument("--bundle", type=Path, default=None,
+                    help="bundle folder, at the same path on every node (default: the built-in default bundle)")
+    rp.add_argument("--out", type=Path, required=True, help="report JSON to write")
+    rp.add_argument("--workers", type=int, default=2, help="Ray actors (default %(default)s)")
+    rp.add_argument("--threads", type=int, default=1,
+                    help="threads per worker for the vision encoder and the decoder; 0: the recorded settings "
+                         "(default %(default)s)")
+    rp.add_argument("--address", default=None,
+                    help="Ray cluster (ray://HOST:10001 or HOST:6379); default RAY_ADDRESS, else a local Ray")
+    rp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of each log's recorded configuration, as edge replay --set (repeatable)")
+    rp.add_argument("--cycles", action="store_true", help="keep every cycle's recorded and replayed advice in the report")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.set_defaults(func=_cmd_replay)
 
     bench = commands.add_parser(
         "bench",

@@ -42,8 +42,10 @@ class FleetOptions:
 class Scheduler:
     """Drives waiting, drives in flight, live workers; one loop step per finished task."""
 
-    def __init__(self, ray, actor_class, actor_args: tuple, options: FleetOptions, drives: list[Scene]):
+    def __init__(self, ray, actor_class, actor_args: tuple, options: FleetOptions, drives: list,
+                 outcome_class: type = DriveOutcome):
         self.ray, self.actor_class, self.actor_args, self.options = ray, actor_class, actor_args, options
+        self.outcome_class = outcome_class  # what a worker returns (DriveOutcome, LogOutcome): built here for faults
         self.waiting: list[Scene] = list(drives)
         self.tried_on: dict[str, set[int]] = {d.rel: set() for d in drives}  # actor ids that failed it
         self.attempts: dict[str, int] = dict.fromkeys(self.tried_on, 0)
@@ -90,8 +92,8 @@ class Scheduler:
             outcome: DriveOutcome = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:
             reason = f"worker died while replaying it ({type(exc).__name__})"
-            self._failed_attempt(actor_id, drive, DriveOutcome(drive, f"actor {actor_id}", error=reason,
-                                                               error_kind=WORKER_FAULT))
+            self._failed_attempt(actor_id, drive, self.outcome_class(drive, f"actor {actor_id}", error=reason,
+                                                                     error_kind=WORKER_FAULT))
             self._worker_died(actor_id)  # after the drive is back in the queue: a replacement is wanted for it
             return
         if outcome.ok or outcome.error_kind == BAD_INPUT:
@@ -134,7 +136,7 @@ class Scheduler:
     def fail_the_rest(self) -> None:
         reason = f"no worker left to replay it (last worker fault: {self.last_fault})"
         for drive in self.waiting:
-            self._finish(DriveOutcome(drive, "-", error=reason, error_kind=WORKER_FAULT))
+            self._finish(self.outcome_class(drive, "-", error=reason, error_kind=WORKER_FAULT))
         self.waiting.clear()
 
     def shutdown(self) -> None:
@@ -150,29 +152,62 @@ def run_fleet(bundle: Path | str | None, roots: list[Path], out: Path | str | No
               options: FleetOptions | None = None) -> dict:
     """Replay every drive under `roots` through the bundle on Ray; write (if `out`) and return the report."""
     options = options or FleetOptions()
-    if bundle is None:
-        from export.train.default import ensure_default_bundle
-
-        bundle = ensure_default_bundle()
-    manifest, bundle_dir = load_bundle(bundle)
+    manifest, bundle_dir = load_bundle(_bundle_or_default(bundle))
     combos, reference = choose_combos(manifest, options.combos)
     drives = find_drives([Path(r) for r in roots])
     expected = options.expected_sha256 or manifest.bundle_sha256()
     actor_args = (str(bundle_dir), expected, [c.name for c in combos], options.threads)
+    scheduler, timing, interrupted = run_on_ray(ReplayWorker, actor_args, drives, options, DriveOutcome)
+    report = fleet_report(manifest, bundle_dir, drives, combos, reference, scheduler.finished, scheduler.attempts,
+                          workers=options.workers, timing=timing, interrupted=interrupted)
+    if out is not None:
+        write_json(out, report)
+    return report
+
+
+def _bundle_or_default(bundle: Path | str | None) -> Path | str:
+    if bundle is not None:
+        return bundle
+    from export.train.default import ensure_default_bundle
+
+    return ensure_default_bundle()
+
+
+def run_on_ray(worker_class: type, actor_args: tuple, items: list, options: FleetOptions,
+               outcome_class: type) -> tuple[Scheduler, dict[str, float], bool]:
+    """Run every item on Ray actors of `worker_class`; Ctrl-C ends the run with what finished."""
     started, interrupted = time.monotonic(), False
     with ray_session(options.address, num_cpus=max(options.workers * max(options.threads, 1), os.cpu_count() or 1)) as ray:
-        actor_class = ray.remote(num_cpus=max(options.threads, 1), max_restarts=0, max_task_retries=0)(ReplayWorker)
-        scheduler = Scheduler(ray, actor_class, actor_args, options, drives)
+        actor_class = ray.remote(num_cpus=max(options.threads, 1), max_restarts=0, max_task_retries=0)(worker_class)
+        scheduler = Scheduler(ray, actor_class, actor_args, options, items, outcome_class)
         try:
-            _drive_the_run(scheduler, options, len(drives))
+            _drive_the_run(scheduler, options, len(items))
         except KeyboardInterrupt:
             interrupted = True  # what finished is reported; the rest is "not_run"
         finally:
             scheduler.shutdown()
     ended = time.monotonic()
-    timing = {"wall_s": ended - started, "startup_s": (scheduler.ready_at or ended) - started}
-    report = fleet_report(manifest, bundle_dir, drives, combos, reference, scheduler.finished, scheduler.attempts,
-                          workers=options.workers, timing=timing, interrupted=interrupted)
+    return scheduler, {"wall_s": ended - started, "startup_s": (scheduler.ready_at or ended) - started}, interrupted
+
+
+def run_fleet_replay(bundle: Path | str | None, paths: list[Path], out: Path | str | None,
+                     options: FleetOptions | None = None, overrides: list[str] | None = None,
+                     with_cycles: bool = False) -> dict:
+    """Replay every MCAP log (and plain video) named or under `paths` through the bundle on Ray, as
+    `edge replay` does one by one; write (if `out`) and return the report (fleet.replay_report)."""
+    from fleet.logs import find_logs
+    from fleet.outcome import LogOutcome
+    from fleet.replay_report import replay_report
+    from fleet.replay_worker import LogReplayWorker
+
+    options = options or FleetOptions()
+    manifest, bundle_dir = load_bundle(_bundle_or_default(bundle))
+    items = find_logs([Path(p) for p in paths])
+    expected = options.expected_sha256 or manifest.bundle_sha256()
+    actor_args = (str(bundle_dir), expected, options.threads, list(overrides or []))
+    scheduler, timing, interrupted = run_on_ray(LogReplayWorker, actor_args, items, options, LogOutcome)
+    report = replay_report(manifest.bundle_sha256(), items, scheduler.finished, scheduler.attempts,
+                           workers=options.workers, timing=timing, interrupted=interrupted, with_cycles=with_cycles)
     if out is not None:
         write_json(out, report)
     return report
@@ -181,7 +216,7 @@ def run_fleet(bundle: Path | str | None, roots: list[Path], out: Path | str | No
 def _drive_the_run(scheduler: Scheduler, options: FleetOptions, total: int) -> None:
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="drive", disable=not options.progress, dynamic_ncols=True) as bar:
+    with tqdm(total=total, unit="drive" if scheduler.outcome_class is DriveOutcome else "log", disable=not options.progress, dynamic_ncols=True) as bar:
         counts = {"done": 0, "failed": 0}
         chained = options.on_event
 

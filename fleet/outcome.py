@@ -26,3 +26,21 @@ class DriveOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass
+class LogOutcome:
+    """What a worker sends back for one drive log (or plain video) of `edge fleet replay`."""
+
+    drive: object  # fleet.logs.LogItem
+    worker: str
+    error: str | None = None
+    error_kind: str | None = None
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    figures: dict = field(default_factory=dict)  # counts, agreement, latency, damage (fleet.replay_report)
+    cycles: list[dict] = field(default_factory=list)  # per cycle: recorded and replayed advice, verdicts, total_ms
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
