@@ -173,6 +173,13 @@ class _BusSocket:
 class Publisher(_BusSocket):
     """Publishes wire messages. Binds by default (the runtime is the stable end).
 
+    An XPUB socket (plain SUB sockets connect to it as to a PUB) with ZMQ_XPUB_NODROP, so a send
+    that would overflow some subscriber's queue (the send high-water mark) is refused instead of
+    silently dropped: that is how the runtime learns that a subscriber stopped reading. The message
+    is then sent again in lossy mode (libzmq reads the flag at each send), which delivers it to every
+    subscriber with room and drops it for the full one, as a PUB socket would; the refusal is counted
+    in ``undelivered``. Nothing ever blocks: a stalled subscriber cannot hold up the others.
+
     ``kernel_buffer_bytes`` also bounds the OS socket buffer (SO_SNDBUF): messages queued in the
     kernel are out of the high-water mark's reach, so a link that should drop stale messages rather
     than deliver them late bounds both. None keeps the OS default."""
@@ -188,20 +195,24 @@ class Publisher(_BusSocket):
         curve_keys: CurveKeys | None = None,
         curve_server_public: bytes | None = None,
     ):
-        options = {zmq.SNDHWM: send_hwm}
+        options = {zmq.SNDHWM: send_hwm, zmq.XPUB_NODROP: 1}
         if kernel_buffer_bytes is not None:
             options[zmq.SNDBUF] = kernel_buffer_bytes
         super().__init__(
-            zmq.PUB, endpoint, context=context, bind=bind, options=options,
+            zmq.XPUB, endpoint, context=context, bind=bind, options=options,
             curve_keys=curve_keys, curve_server_public=curve_server_public,
         )
+        self.send_hwm = send_hwm
         self._seq: Counter[str] = Counter()
+        # Per topic: sends some subscriber's full queue refused (it got nothing; the others did).
+        self.undelivered: Counter[str] = Counter()
+        self.last_send_complete = True  # False: the latest send skipped a subscriber whose queue was full
 
     def publish(self, message: WireMessage) -> WireMessage:
         """Stamp seq and clocks, serialise and send without blocking. Returns the stamped copy.
 
-        PUB never blocks: past the high-water mark libzmq drops for that subscriber, and the
-        subscriber sees the gap in ``seq``.
+        Past a subscriber's high-water mark the message is dropped for that subscriber only (it
+        sees the gap in ``seq``), and counted here (``undelivered``, ``last_send_complete``).
 
         The body is serialised first and the envelope (schema_version, seq, clocks) written in
         front of it just before the send, so ``mono_ns`` is the moment the bytes go to the socket,
@@ -215,12 +226,33 @@ class Publisher(_BusSocket):
         envelope = b'{"schema_version":%d,"seq":%d,"mono_ns":%d,"wall_ns":%d' % (
             message.schema_version, seq, mono_ns, wall_ns)
         payload = envelope + (b"," + body[1:] if len(body) > 2 else b"}")
-        self._sock.send_multipart([topic.encode(), payload], flags=zmq.NOBLOCK)
+        self._send([topic.encode(), payload], topic)
         return message.model_copy(update={"seq": seq, "mono_ns": mono_ns, "wall_ns": wall_ns})
 
     def send_raw(self, frames: list[bytes]) -> None:
         """Send arbitrary frames (tests and fault injection only)."""
-        self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+        self._send(frames, frames[0].decode(errors="replace") if frames else "")
+
+    def _send(self, frames: list[bytes], topic: str) -> None:
+        self._drain_subscriptions()
+        try:
+            self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            self.last_send_complete = True
+            return
+        except zmq.Again:  # a subscriber of this topic has a full queue
+            pass
+        self.undelivered[topic] += 1
+        self.last_send_complete = False
+        self._sock.setsockopt(zmq.XPUB_NODROP, 0)  # lossy for this one send: the others get it
+        try:
+            self._sock.send_multipart(frames, flags=zmq.NOBLOCK)
+        finally:
+            self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+
+    def _drain_subscriptions(self) -> None:
+        """XPUB hands subscribe/unsubscribe messages up; unread, libzmq would keep them forever."""
+        while self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._sock.recv(zmq.NOBLOCK)
 
 
 @dataclass(frozen=True)

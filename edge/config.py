@@ -104,6 +104,9 @@ class BusConfig(_Section):
     publish_endpoint: str = "tcp://127.0.0.1:5555"
     nav_endpoint: str = "tcp://127.0.0.1:5556"
     send_hwm: int = Field(default=100, ge=1)
+    # SO_SNDBUF of the advice/status socket (0: the OS default, megabytes on loopback TCP). A planner
+    # that stops reading is named on status once this, send_hwm and its own queue are full.
+    send_buffer_bytes: int = Field(default=65_536, ge=0)
     receive_hwm: int = Field(default=100, ge=1)
     max_message_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024)
     status_interval_ms: int = Field(default=1_000, gt=0)

@@ -112,9 +112,21 @@ class AdviceLoop:
         # PUB sockets are not thread-safe; the loop and the heartbeat share one under a lock.
         with self._publish_lock:
             sent = self.parts.publisher.publish(message)
+            if not self.parts.publisher.last_send_complete:
+                self._planner_not_reading(sent.TOPIC)
         if self.parts.tap is not None:
             self.parts.tap.message(sent)
         return sent
+
+    def _planner_not_reading(self, topic: str) -> None:
+        """A subscriber's queue is full: it stopped reading (or reads slower than we publish).
+        libzmq drops for it from now on without telling us, until it reads again; the next time
+        its queue fills it is counted again, so the event's count is the stalls seen."""
+        publisher = self.parts.publisher
+        undelivered = ", ".join(f"{t} {n}" for t, n in sorted(publisher.undelivered.items()))
+        self.telemetry.event("planner_not_reading", f"a subscriber of {topic!r} stopped reading: its queue "
+                             f"({publisher.send_hwm} messages) is full; messages to it are dropped "
+                             f"(undelivered so far: {undelivered})")
 
     def status_message(self) -> Status:
         health = self.parts.feed.health()

@@ -106,7 +106,8 @@ def open_bus(config: RuntimeConfig) -> BusParts:
     if bus.curve.enabled:
         keys = CurveKeys.load(bus.curve.server_secret_key_file)  # type: ignore[arg-type]
         curve_server = CurveServer(context, bus.curve.authorized_clients_dir)  # type: ignore[arg-type]
-    publisher = Publisher(bus.publish_endpoint, context=context, send_hwm=bus.send_hwm, curve_keys=keys)
+    publisher = Publisher(bus.publish_endpoint, context=context, send_hwm=bus.send_hwm, curve_keys=keys,
+                          kernel_buffer_bytes=bus.send_buffer_bytes or None)
     nav_in = Subscriber(
         bus.nav_endpoint, [TOPIC_NAV, TOPIC_FEEDBACK], context=context, bind=True, receive_hwm=bus.receive_hwm,
         max_message_bytes=bus.max_message_bytes, curve_keys=keys,

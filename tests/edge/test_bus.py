@@ -77,6 +77,47 @@ def test_seq_is_per_topic_and_gaps_are_counted(zmq_context):
     assert sub.seq.last[TOPIC_STATUS] == heartbeats_before  # advice flood does not touch status seq
 
 
+def test_a_subscriber_that_stops_reading_is_counted_and_the_others_still_get_every_message(tmp_path,
+                                                                                         zmq_context):
+    """XPUB with NODROP refuses the send that would overflow the stalled subscriber's queue; the
+    publisher counts it and sends again lossy (libzmq reads the flag at each send), so the reader
+    gets that very message. When the stalled one reads again it gets the newest messages; when it
+    stalls again, that is counted again. Over ipc with small buffers, so the queues fill quickly."""
+    endpoint = f"ipc://{tmp_path / 'pub.ipc'}"
+    pub = Publisher(endpoint, context=zmq_context, send_hwm=5, kernel_buffer_bytes=4_096)
+    stalled = Subscriber(endpoint, [TOPIC_ADVICE, TOPIC_STATUS], context=zmq_context, receive_hwm=5,
+                         kernel_buffer_bytes=4_096)
+    reader = Subscriber(endpoint, [TOPIC_ADVICE, TOPIC_STATUS], context=zmq_context, receive_hwm=1_000)
+    wait_joined(pub, stalled)
+    wait_joined(pub, reader)
+    while stalled.receive(timeout_ms=100) is not None:
+        pass
+    first_refused = None
+    for i in range(400):  # paced: the reader reads each one, the stalled one never does
+        sent = pub.publish(sample_advice())
+        if not pub.last_send_complete and first_refused is None:
+            first_refused = i
+        got = reader.receive(timeout_ms=2_000)
+        assert got is not None and got.message.seq == sent.seq  # including the refused ones
+    assert first_refused is not None and pub.undelivered[TOPIC_ADVICE] >= 1
+    assert reader.seq.lost[TOPIC_ADVICE] == 0
+    # It reads again: the newest messages reach it, the gap is counted as lost.
+    for _ in range(50):
+        pub.publish(sample_advice())
+        while stalled.receive(timeout_ms=20) is not None:
+            pass
+        reader.receive(timeout_ms=2_000)
+    assert stalled.seq.last[TOPIC_ADVICE] == 449 and stalled.seq.lost[TOPIC_ADVICE] > 0
+    # It stops again: the next overflow is refused and counted again.
+    before = pub.undelivered[TOPIC_ADVICE]
+    for _ in range(400):
+        pub.publish(sample_advice())
+        assert reader.receive(timeout_ms=2_000) is not None
+    assert pub.undelivered[TOPIC_ADVICE] > before and reader.seq.lost[TOPIC_ADVICE] == 0
+    for socket in (pub, stalled, reader):
+        socket.close()
+
+
 def test_latest_only_returns_newest_and_counts_superseded(endpoint, zmq_context):
     pub, sub = connect_pair(endpoint, zmq_context, latest_only=True)
     for _ in range(50):
