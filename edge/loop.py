@@ -109,7 +109,7 @@ class AdviceLoop:
     # -- publishing ---------------------------------------------------------------------------
 
     def _publish(self, message: ActionAdvice | Status) -> ActionAdvice | Status:
-        # PUB sockets are not thread-safe; the loop and the heartbeat share one under a lock.
+        # ZeroMQ sockets are not thread-safe; the loop and the heartbeat share one under a lock.
         with self._publish_lock:
             sent = self.parts.publisher.publish(message)
             if not self.parts.publisher.last_send_complete:

@@ -1,5 +1,6 @@
-"""`edge fleet eval`'s driver: hands drives to Ray actors, retries what a dead or faulty worker
-dropped, stops cleanly on Ctrl-C, and writes `edge eval`'s report plus a row per drive.
+"""The driver of `edge fleet eval` and `edge fleet replay`: hands drives (or drive logs) to Ray actors,
+retries what a dead or faulty worker dropped, stops cleanly on Ctrl-C, and writes the report
+(`edge eval`'s plus a row per drive; for replay, a row per log and totals: fleet.replay_report).
 
 Scheduling: one drive in flight per worker (a worker replays one drive at a time anyway, and a drive
 in flight on a worker that dies is the only one lost with it). A drive whose worker died or was at
@@ -216,7 +217,8 @@ def run_fleet_replay(bundle: Path | str | None, paths: list[Path], out: Path | s
 def _drive_the_run(scheduler: Scheduler, options: FleetOptions, total: int) -> None:
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="drive" if scheduler.outcome_class is DriveOutcome else "log", disable=not options.progress, dynamic_ncols=True) as bar:
+    unit = "drive" if scheduler.outcome_class is DriveOutcome else "log"
+    with tqdm(total=total, unit=unit, disable=not options.progress, dynamic_ncols=True) as bar:
         counts = {"done": 0, "failed": 0}
         chained = options.on_event
 
