@@ -19,7 +19,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                            progress=not args.quiet)
     try:
         report = run_fleet(args.bundle, args.scenes, args.out, options)
-    except ValueError as exc:  # a precision the bundle lacks; EdgeErrors are printed by edge.cli
+    except ValueError as exc:  # a precision the bundle lacks; EdgeErrors are printed by the edge command
         print(f"edge fleet eval: {exc}", file=sys.stderr)
         return 2
     fleet = report["fleet"]

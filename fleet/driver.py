@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.manifest import load_bundle
-from export.train.dataset import Scene
-from export.train.eval import choose_combos
 from fleet.drives import find_drives
 from fleet.outcome import BAD_INPUT, WORKER_FAULT, DriveOutcome
 from fleet.report import fleet_report, write_json
 from fleet.session import ray_session
 from fleet.worker import ReplayWorker
+from train.dataset import Scene
+from train.eval import choose_combos
 
 
 @dataclass
@@ -151,7 +151,7 @@ def run_fleet(bundle: Path | str | None, roots: list[Path], out: Path | str | No
     """Replay every drive under `roots` through the bundle on Ray; write (if `out`) and return the report."""
     options = options or FleetOptions()
     if bundle is None:
-        from export.train.default import ensure_default_bundle
+        from train.default import ensure_default_bundle
 
         bundle = ensure_default_bundle()
     manifest, bundle_dir = load_bundle(bundle)

@@ -59,9 +59,9 @@ def _main(args: argparse.Namespace) -> int:
     _check_inputs(args, nav, labels)
     bundle = args.bundle
     if bundle is None:
-        from export.train.default import ensure_default_bundle
+        from edge.builtin_bundle import builtin_bundle
 
-        bundle = ensure_default_bundle()
+        bundle = builtin_bundle()
     out_existed = args.out.exists()
     args.out.mkdir(parents=True, exist_ok=True)
     config = replay_config(

@@ -26,7 +26,7 @@ from sim.scene import render_scene
 pytestmark = pytest.mark.slow
 
 FAST = ["decoder.max_tokens=40", "decoder.threads=1", "record.image_format='png'"]
-EDGE = [sys.executable, "-m", "edge.cli"]
+EDGE = [sys.executable, "-m", "edge_cli"]
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +145,8 @@ def test_a_labelled_capture_is_a_scene_edge_eval_takes(turn_scene, tmp_path):
     """Capture -> `edge capture scene` -> labels.jsonl (here: the template, i.e. what the runtime said)
     -> `edge eval`: the replay of the scene at the recording's interval gives the same actions."""
     from edge.manifest import load_bundle
-    from export.train.default import ensure_default_bundle
-    from export.train.eval import bundle_combos, evaluate
+    from train.default import ensure_default_bundle
+    from train.eval import bundle_combos, evaluate
 
     bundle = ensure_default_bundle(progress=False)
     folder = tmp_path / "captures"

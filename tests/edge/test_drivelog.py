@@ -24,12 +24,12 @@ from sim.scene import render_scene
 pytestmark = pytest.mark.slow
 
 FAST = ["decoder.max_tokens=40", "decoder.threads=1"]
-EDGE = [sys.executable, "-m", "edge.cli"]
+EDGE = [sys.executable, "-m", "edge_cli"]
 
 
 @pytest.fixture(scope="module")
 def default_bundle() -> Path:
-    from export.train.default import ensure_default_bundle
+    from train.default import ensure_default_bundle
 
     return ensure_default_bundle(progress=False)
 
@@ -193,7 +193,7 @@ def test_edge_run_records_and_a_full_disk_stops_the_recording_not_the_loop(tiny_
     code = (
         "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
         "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); "
-        "from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from edge_cli.main import main; sys.exit(main(sys.argv[1:]))"
     )
     planner = Subscriber(publish, [TOPIC_STATUS])  # connects before the runtime binds; ZeroMQ retries
     try:

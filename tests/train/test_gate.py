@@ -14,12 +14,12 @@ pytest.importorskip("transformers")
 
 from edge.manifest import load_bundle, write_manifest
 from edge.quality import QUALITY_KEY, agreement_warning
-from export.train.cli import register as register_train
+from train.cli import register as register_train
 
 
 @pytest.fixture(scope="module")
 def default_bundle() -> Path:
-    from export.train.default import ensure_default_bundle
+    from train.default import ensure_default_bundle
 
     return ensure_default_bundle(progress=False)
 
@@ -44,7 +44,7 @@ def _edge_eval(argv: list[str]) -> int:
 
 
 def test_the_default_bundle_records_its_driving_agreement(default_bundle):
-    from export.train.gate import GATE_SCENES
+    from train.gate import GATE_SCENES
 
     manifest, bundle_dir = load_bundle(default_bundle, verify_hashes=True)
     record = manifest.quality[QUALITY_KEY]

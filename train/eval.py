@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.manifest import BundleManifest, load_bundle
-from export.train.dataset import Scene, find_scenes
 from sim.labels import LabelWindow, load_labels, window_at
+from train.dataset import Scene, find_scenes
 
 if TYPE_CHECKING:
     from sim.replay import ReplayResult
@@ -200,7 +200,7 @@ def evaluate(
     from sim.replay import replay_config
 
     if bundle is None:
-        from export.train.default import ensure_default_bundle
+        from train.default import ensure_default_bundle
 
         bundle = ensure_default_bundle()
     manifest, bundle_dir = load_bundle(bundle)

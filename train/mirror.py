@@ -13,7 +13,7 @@ instruction's side swapped too, so that "left" means the left of the picture in 
 mirrored right turn asks for turn_left under "turn left". Mirroring only the lane-edge scenes let the
 new sense of "left" leak into the turns (docs/QUALITY.md, run AJ).
 
-By default each mirrored clip shares its original's sampling weight (export.train.trainer
+By default each mirrored clip shares its original's sampling weight (train.trainer
 .sample_weights): mirroring decides which way round a drawn clip is seen, not how often its scenario is
 drawn; `--mirror-draws own` draws the mirrored scenes as scenarios of their own instead. Off by
 default: it has not paid off (docs/QUALITY.md, runs AH-AJ, AM, AN: over several batch orders no
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 from edge.messages import MetaAction
 from edge.prompt import PromptTemplate
-from export.train.dataset import ClipDataset, DatasetError, Example
+from train.dataset import ClipDataset, DatasetError, Example
 
 # The scenarios with something at the lane edge and no navigation instruction: the cyclist, the
 # stalled car, the cones of a lane closure and the roadworks beside the lane.

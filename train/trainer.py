@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.messages import Hazard, MetaAction
-from export.train.dataset import ClipDataset, Example
+from train.dataset import ClipDataset, Example
 
 TRAINING_JSON = "training.json"
 TRAINING_SCENES_JSON = "training_scenes.json"
@@ -68,7 +68,7 @@ class TrainConfig:
     balance: float = 1.0
     balance_by: str = "scenario_action"  # or "action"
     # Scenarios whose clips are also trained left-right mirrored, with left and right swapped in the
-    # answer and the navigation line (export.train.mirror; `--mirror lane_edge`), in both phases. Off by
+    # answer and the navigation line (train.mirror; `--mirror lane_edge`), in both phases. Off by
     # default: on the validation scenes the lane-edge mirror averaged 79.5% over three batch orders with
     # shared draws (no nudges at all, the turns' sides swapped) and 82.5% with its own draws, the plain
     # recipe's average; mirroring the turns too lost six points more (docs/QUALITY.md, AJ, AM, AN).
@@ -323,7 +323,7 @@ def sample_weights(dataset: ClipDataset, balance: float, balance_by: str = "scen
     normalised (scenarios(action): how many scenarios have clips with that target action); counts are
     over the clips as recorded, or with mirror_draws="own" over every clip, the mirrored ones in groups
     of their own."""
-    # "shared": a mirrored clip (export.train.mirror) is weighed as its original and shares the
+    # "shared": a mirrored clip (train.mirror) is weighed as its original and shares the
     # original's weight with it: mirroring changes which way round a clip is seen, not how often it is
     # drawn. "own": the mirrored clips are groups of their own, as if the mirrored scenes were more
     # scenarios, so every answer of a mirrored scenario gets a full group's draws and inside it the
@@ -642,8 +642,8 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
           log: Callable[[str], None] | None = None) -> tuple[Path, TrainResult]:
     """The whole `edge train`: dataset -> start weights -> optimisation -> bf16 checkpoint + training.json."""
     from export.tiny import make_tiny_checkpoint
-    from export.train.dataset import load_dataset
-    from export.train.mirror import with_mirrored_clips
+    from train.dataset import load_dataset
+    from train.mirror import with_mirrored_clips
 
     out = Path(out)
     # Checked first: a refusal after a quarter of an hour of training would waste it.

@@ -40,7 +40,7 @@ from edge.benchreport import Stats, make_report, ratio, write_report
 from edge.manifest import CameraProfile, Normalization
 from edge.preprocess import Preprocessor, normalize_levels, patch_layout
 
-DRIVE_DIR = Path(__file__).resolve().parents[2] / "data" / "drive"
+DRIVE_DIR = Path(__file__).resolve().parents[1] / "data" / "drive"
 QWEN3_VL_NORMALIZATION = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 DEFAULT_PROFILE = CameraProfile(width=448, height=256, frames_per_clip=4)
 
