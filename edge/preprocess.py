@@ -47,7 +47,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import cv2
 import numpy as np
@@ -158,8 +158,8 @@ class Preprocessor:
         self.resize_filter = resize_filter
         self.input_order = input_order
         if pad_value is None:
-            pad_rgb = tuple(round(m / normalization.rescale_factor) for m in normalization.mean)
-            pad_value = pad_rgb[::-1] if input_order == "bgr" else pad_rgb
+            r, g, b = (round(m / normalization.rescale_factor) for m in normalization.mean)
+            pad_value = (b, g, r) if input_order == "bgr" else (r, g, b)
         self.pad_value = tuple(int(v) for v in pad_value)
         lut = normalization_lut(normalization)
         # cv2.LUT wants a [256, 1] table per call; one call covers all channels when they agree
@@ -196,7 +196,7 @@ class Preprocessor:
         self.prepared_hits = 0  # clip frames taken ready from the cache (telemetry, tests)
         # Clip outputs for the frame-id path: [busy by a writer | ready (speculative) | held by
         # the loop until its next call]; all bookkeeping under `_prepared_lock`.
-        self._clip_outs = [np.empty(self._clip_shape, dtype=self._clip_dtype) for _ in range(3)]
+        self._clip_outs: list[np.ndarray] = [np.empty(self._clip_shape, dtype=self._clip_dtype) for _ in range(3)]
         self._outs_busy: set[int] = set()
         self._out_held: int | None = None
         self._ready: tuple[tuple[int, ...], tuple[np.ndarray, ...], int] | None = None  # ids, images, out
@@ -346,7 +346,7 @@ class Preprocessor:
                     self._outs_busy.discard(target)
                 return
         try:
-            self._assemble_into(blocks, self._clip_outs[target])  # type: ignore[arg-type]
+            self._assemble_into(cast(list[np.ndarray], blocks), self._clip_outs[target])  # none is None: checked
             with self._prepared_lock:
                 self._ready = (tuple(i for i, _ in recent), tuple(image for _, image in recent), target)
         finally:
