@@ -313,15 +313,45 @@ class AdviceLoop:
         nav_line: str = "",
         prompt_sha256: str = "",
     ) -> CycleOutcome:
-        clock, budgets = self.parts.clock, self.config.budgets
         t = time.perf_counter()
+        stages["total_ms"] = (t - started) * 1e3
+        message = self._advice_message(clip, stages, verdict, reason, advice, level, nav, decode, t)
+        if self.parts.tap is not None:
+            # Handed over with its advice, not at the start: the writer's JPEG encoding then runs in
+            # the gap before the next clip rather than beside this cycle's stages.
+            self.parts.tap.clip(clip)
+        sent = self._publish(message)
+        # The whole publish, send included: in the status stage figures, the audit record and the
+        # budget check that drives the degrade level.
+        stages["publish_ms"] = (time.perf_counter() - t) * 1e3
+        self._cycle += 1
+        stage_record = {k.removesuffix("_ms"): v for k, v in message.stages.model_dump().items()}
+        stage_record["publish"] = stages["publish_ms"]
+        self.telemetry.record_cycle(verdict, stage_record)
+        self.degrade.record(verdict, bool(over_budget(stages, self.config.budgets)))
+        outcome = CycleOutcome(
+            advice=sent,
+            stages_ms=stages,
+            cycle_wall_ms=(time.perf_counter() - started) * 1e3,
+            raw_text=decode.text if decode else "",
+            nav_line=nav_line,
+            prompt_sha256=prompt_sha256,
+            decode=decode,
+        )
+        self._write_audit(outcome)
+        return outcome
+
+    def _advice_message(self, clip: Clip, stages: dict[str, float | None], verdict: Verdict, reason: str,
+                        advice: Advice | None, level: int, nav: NavInstruction | None,
+                        decode: DecodeResult | None, t: float) -> ActionAdvice:
+        """The cycle's advice, valid from its newest frame; `t` is when publishing began."""
+        clock, budgets = self.parts.clock, self.config.budgets
         valid_ns = int(budgets.advice_valid_ms * 1e6)
         # Advice describes the scene at capture time: its validity runs from the newest frame.
         newest_mono, newest_wall = clip.t_mono_ns[-1], clip.t_wall_ns[-1]
         if not self.parts.enforce_deadlines:
             newest_wall = clock.wall_ns() - (clock.mono_ns() - newest_mono)
-        stages["total_ms"] = (time.perf_counter() - started) * 1e3
-        message = ActionAdvice(
+        return ActionAdvice(
             cycle=self._cycle,
             verdict=verdict,
             verdict_reason=reason[:200],
@@ -339,30 +369,6 @@ class AdviceLoop:
             degrade_level=level,
             bundle_sha256=self.bundle_sha256,
         )
-        if self.parts.tap is not None:
-            # Handed over with its advice, not at the start: the writer's JPEG encoding then runs in
-            # the gap before the next clip rather than beside this cycle's stages.
-            self.parts.tap.clip(clip)
-        sent = self._publish(message)
-        # The whole publish, send included: in the status stage figures, the audit record and the
-        # budget check that drives the degrade level.
-        stages["publish_ms"] = (time.perf_counter() - t) * 1e3
-        self._cycle += 1
-        stage_record = {k.removesuffix("_ms"): v for k, v in message.stages.model_dump().items()}
-        stage_record["publish"] = stages["publish_ms"]
-        self.telemetry.record_cycle(verdict, stage_record)
-        self.degrade.record(verdict, bool(over_budget(stages, budgets)))
-        outcome = CycleOutcome(
-            advice=sent,
-            stages_ms=stages,
-            cycle_wall_ms=(time.perf_counter() - started) * 1e3,
-            raw_text=decode.text if decode else "",
-            nav_line=nav_line,
-            prompt_sha256=prompt_sha256,
-            decode=decode,
-        )
-        self._write_audit(outcome)
-        return outcome
 
     def _write_audit(self, outcome: CycleOutcome) -> None:
         """The advice is out already: a full disk costs the record, never the loop."""

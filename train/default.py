@@ -80,12 +80,12 @@ def build_default_bundle(out: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, ca
     build_bundle(checkpoint, out, PROFILE["width"], PROFILE["height"], PROFILE["frames"], quants=QUANTS,
                  progress=progress, overwrite=True)
     if calibrate:
-        from calib.calibrate import calibrate_bundle
+        from calib.calibrate import CalibrationOptions, calibrate_bundle
 
         with tempfile.TemporaryDirectory(prefix="edge-calib-scenes-") as tmp:
             render_recipe(CALIBRATION, tmp, progress=log)
             videos = sorted(str(p) for p in Path(tmp).rglob("video.mp4"))
-            result = calibrate_bundle(out, videos, progress=progress, log=log)
+            result = calibrate_bundle(out, videos, CalibrationOptions(progress=progress, log=log))
         log(f"INT8 vision: worst held-out cosine {result.accuracy.worst_cosine:.5f} "
             f"({'adopted' if result.adopted else 'not adopted'})")
     if record_agreement:

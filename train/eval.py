@@ -88,11 +88,11 @@ def judge_cycles(result: ReplayResult, windows: list[LabelWindow]
 
 
 def run_scene(bundle_dir: Path, scene: Scene, config, models) -> SceneRun:
-    from sim.replay import replay_scene
+    from sim.replay import ReplayOptions, replay_scene
 
     started = time.monotonic()
-    result = replay_scene(bundle_dir, scene.video, scene.nav, None, mode="lockstep", config=config, models=models,
-                          annotate=False)
+    result = replay_scene(bundle_dir, scene.video, scene.nav, None,
+                          ReplayOptions(mode="lockstep", annotate=False), config=config, models=models)
     actions, times, correct, lost = judge_cycles(result, load_labels(scene.labels))
     return SceneRun(scene, actions, times, correct, time.monotonic() - started, lost)
 

@@ -63,7 +63,7 @@ def vision_preset(manifest: BundleManifest, bundle_dir: Path) -> dict:
 
 
 def _onnx(manifest: BundleManifest, precision: str) -> VisionArtifact | None:
-    return next((a for a in manifest.vision if a.format == "onnx" and a.precision == precision), None)
+    return manifest.find_vision("onnx", precision)
 
 
 def open_backends(bundle_dir: Path, manifest: BundleManifest, threads: int) -> tuple[dict, dict[str, str]]:

@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from edge.benchreport import Stats, make_report, write_report
+from edge.environment import process_memory
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "data" / "drive" / "udacity_solidWhiteRight.mp4"
 RSS_GROWTH_LIMIT = 0.05
@@ -33,10 +34,7 @@ NAV_ROADS = ("Main St", "Elm St", "A-9/B 12", "St. Mary's Rd", "")
 
 def process_sample() -> dict[str, int]:
     """RSS in KiB, open file descriptors and threads of this process, from /proc."""
-    rss_kib = 0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kib = int(line.split()[1])
+    rss_kib = process_memory().get("VmRSS", 0) // 1024
     return {"rss_kib": rss_kib, "fds": len(os.listdir("/proc/self/fd")),
             "threads": len(os.listdir("/proc/self/task"))}
 

@@ -20,7 +20,7 @@ from edge.drivelog.replay import replay_log
 from edge.feeds import SimClock, SteppedFeed
 from edge.messages import Feedback, MetaAction
 from edge.runtime import running_loop
-from sim.replay import replay_config, replay_scene
+from sim.replay import ReplayOptions, replay_config, replay_scene
 from sim.scene import render_scene
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,8 @@ def turn_scene(tmp_path_factory):
 def capture_scene(bundle, scene, folder: Path, *sets: str):
     config = replay_config(bundle, overrides=[*FAST, f"capture.dir={str(folder)!r}", "capture.before_s=1",
                                               "capture.after_s=1", *sets])
-    return replay_scene(bundle, scene.video, scene.nav, mode="lockstep", config=config, annotate=False)
+    return replay_scene(bundle, scene.video, scene.nav, None,
+                        ReplayOptions(mode="lockstep", annotate=False), config=config)
 
 
 def index(folder: Path) -> list[dict]:
@@ -152,7 +153,8 @@ def test_a_labelled_capture_is_a_scene_edge_eval_takes(turn_scene, tmp_path):
     folder = tmp_path / "captures"
     config = replay_config(bundle, overrides=["decoder.threads=1", f"capture.dir={str(folder)!r}",
                                               "capture.verdicts=['ok', 'degraded']", "capture.after_s=3"])
-    result = replay_scene(bundle, turn_scene.video, turn_scene.nav, mode="lockstep", config=config, annotate=False)
+    result = replay_scene(bundle, turn_scene.video, turn_scene.nav, None,
+                          ReplayOptions(mode="lockstep", annotate=False), config=config)
     segment = folder / index(folder)[0]["file"]
     scene = tmp_path / "scenes" / "capture1"
     run = subprocess.run([*EDGE, "capture", "scene", str(segment), "--out", str(scene)], capture_output=True, text=True)

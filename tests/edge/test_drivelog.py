@@ -18,7 +18,7 @@ from edge.commands.replay import replay_config_for
 from edge.drivelog.reader import DriveLogError, read_drive_log
 from edge.drivelog.replay import replay_log
 from edge.messages import TOPIC_STATUS
-from sim.replay import replay_config, replay_scene
+from sim.replay import ReplayOptions, replay_config, replay_scene
 from sim.scene import render_scene
 
 pytestmark = pytest.mark.slow
@@ -42,8 +42,8 @@ def turn_scene(tmp_path_factory):
 
 def record_scene(bundle: Path, scene, folder: Path, *sets: str, max_cycles: int | None = None):
     config = replay_config(bundle, overrides=[*FAST, f"record.dir={str(folder)!r}", *sets])
-    return replay_scene(bundle, scene.video, scene.nav, mode="lockstep", config=config, max_cycles=max_cycles,
-                        annotate=False)
+    return replay_scene(bundle, scene.video, scene.nav, None,
+                        ReplayOptions(mode="lockstep", max_cycles=max_cycles, annotate=False), config=config)
 
 
 @pytest.fixture(scope="module")

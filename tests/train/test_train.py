@@ -152,12 +152,13 @@ def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoin
 
     from edge.llm import LlamaModel
     from edge.manifest import load_bundle
-    from sim.replay import replay_scene
+    from sim.replay import ReplayOptions, replay_scene
     from train.trainer import IGNORE, encode_example
 
     scene = next(s for s in dataset.scenes if s.scenario == "turn_right")
     index = dataset.scenes.index(scene)
-    replay_scene(tiny_bundle, scene.video, scene.nav, None, out_dir=tmp_path, annotate=False, max_cycles=3)
+    replay_scene(tiny_bundle, scene.video, scene.nav, None, ReplayOptions(annotate=False, max_cycles=3),
+                 out_dir=tmp_path)
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert len(audit) == 3
     by_newest = {ex.frames[-1]: ex for ex in dataset.examples if ex.scene == index}
