@@ -105,6 +105,12 @@ def make_report(
     return report
 
 
+def print_ratios(ratios: Mapping[str, float | None], digits: int = 2, prefix: str = "") -> None:
+    """One line per ratio, `n/a` where it could not be computed (a zero denominator)."""
+    for name, value in ratios.items():
+        print(f"{prefix}{name}: {value:.{digits}f}" if value is not None else f"{prefix}{name}: n/a")
+
+
 def write_report(path: str | Path, report: Mapping[str, object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

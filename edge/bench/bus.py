@@ -27,7 +27,7 @@ from typing import Protocol
 
 import zmq
 
-from edge.benchreport import Report, Stats, make_report, ratio, write_report
+from edge.benchreport import Report, Stats, make_report, print_ratios, ratio, write_report
 from edge.bus import Publisher, Subscriber
 from edge.messages import (
     TOPIC_ADVICE,
@@ -212,7 +212,6 @@ def _main(args: argparse.Namespace) -> int:
     path = write_report(args.out, report)
     for name, stats in report["results"].items():
         print(f"{name:<12} p50 {stats['p50_ms']:.3f} ms  p99 {stats['p99_ms']:.3f} ms  max {stats['max_ms']:.3f} ms  n={stats['n']}")
-    for name, value in report["ratios"].items():
-        print(f"{name}: {value:.2f}")
+    print_ratios(report["ratios"])
     print(f"wrote {path}")
     return 0

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge.benchreport import Report, Stats, make_report, ratio, write_report
+from edge.benchreport import Report, Stats, make_report, print_ratios, ratio, write_report
 
 # Deterministic filler that makes the prompt as long as asked (the text does not affect the speed
 # of a dense evaluation, only the count does).
@@ -328,10 +328,8 @@ def _main(args: argparse.Namespace) -> int:
     for name, entry in report["results"].items():
         print(f"{name:<24} {entry['tokens_per_s']:>10.1f} tokens/s  ({entry['tokens']} tokens, "
               f"{entry['us_per_token_median']:.1f} us/token, n={entry['n']})")
-    for name, value in report["ratios"].items():
-        print(f"{name}: {value:.3f}" if value is not None else f"{name}: n/a")
-    for name, value in report["paired_ratios"].items():
-        print(f"paired {name}: {value:.3f}")
+    print_ratios(report["ratios"], digits=3)
+    print_ratios(report["paired_ratios"], digits=3, prefix="paired ")
     print(f"checks: {report['checks']}")
     print(f"wrote {path}")
     return 0
