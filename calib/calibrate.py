@@ -12,7 +12,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,9 +63,9 @@ def expand_videos(paths: Sequence[str | Path]) -> list[str]:
 
 
 def fp32_onnx(manifest: BundleManifest) -> VisionArtifact:
-    for art in manifest.vision:
-        if art.format == "onnx" and art.precision == "fp32":
-            return art
+    art = manifest.find_vision("onnx", "fp32")
+    if art is not None:
+        return art
     raise CalibrationError("the bundle has no fp32 ONNX vision model to quantise (export it with `edge export bundle`)")
 
 
@@ -135,63 +135,99 @@ def build_report(
     }
 
 
-def calibrate_bundle(
-    bundle: str | Path,
-    videos: Sequence[str | Path],
-    *,
-    clips: int = DEFAULT_CLIPS,
-    heldout: int = DEFAULT_HELDOUT,
-    settings: QuantSettings | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
-    force: bool = False,
-    interval_ms: float = DEFAULT_INTERVAL_MS,
-    resize_mode: str = DEFAULT_RESIZE,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> CalibrationResult:
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How `calibrate_bundle` samples, quantises and decides (`edge calib`'s flags)."""
+
+    clips: int = DEFAULT_CLIPS
+    heldout: int = DEFAULT_HELDOUT
+    settings: QuantSettings = field(default_factory=QuantSettings)
+    threshold: float = DEFAULT_THRESHOLD  # adopted when the worst held-out slice cosine reaches it
+    force: bool = False  # adopt even below the threshold (the report says so)
+    interval_ms: float = DEFAULT_INTERVAL_MS
+    resize_mode: str = DEFAULT_RESIZE
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class _Staged:
+    """The quantised model moved into the bundle (the manifest not yet updated)."""
+
+    quantized: QuantizedModel
+    accuracy: AccuracySummary
+    model_rel: str
+    data_rel: str | None
+
+
+def calibrate_bundle(bundle: str | Path, videos: Sequence[str | Path],
+                     options: CalibrationOptions | None = None) -> CalibrationResult:
     """Calibrate, measure on held-out clips, and record the INT8 model in the bundle.
 
     Adopted (used by the runtime's `precision=auto`) only when the worst held-out slice cosine is
-    at least `threshold`, or when `force` is set. Raises CalibrationError with a clear message when
-    no clip can be read.
+    at least `options.threshold`, or when `options.force` is set. Raises CalibrationError with a
+    clear message when no clip can be read.
     """
-    settings = settings or QuantSettings()
-    if not 0.0 < threshold <= 1.0:
-        raise CalibrationError(f"--threshold must be in (0, 1], got {threshold}")
+    o = options or CalibrationOptions()
+    if not 0.0 < o.threshold <= 1.0:
+        raise CalibrationError(f"--threshold must be in (0, 1], got {o.threshold}")
     manifest, bundle_dir = load_bundle(bundle)
     reference = fp32_onnx(manifest)
-    video_list = expand_videos(videos)
+    split = _sample_split(manifest, reference, expand_videos(videos), o)
+    staged = _quantize_and_measure(manifest, bundle_dir, reference, split, o)
+    passed = staged.accuracy.worst_cosine >= o.threshold
+    adopted = passed or o.force
+    report = build_report(
+        staged.quantized, staged.accuracy, split, model_rel=staged.model_rel, reference_rel=reference.path,
+        threshold=o.threshold, passed=passed, adopted=adopted, forced=o.force and not passed,
+        interval_ms=o.interval_ms, resize_mode=o.resize_mode,
+    )
+    report_path = bundle_dir / REPORT_PATH
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    artifact = _record_int8(manifest, bundle_dir, reference, staged, passed, adopted, o)
+    return CalibrationResult(artifact, staged.accuracy, report, report_path, adopted=adopted, passed=passed)
 
+
+def _sample_split(manifest: BundleManifest, reference: VisionArtifact, video_list: list[str],
+                  o: CalibrationOptions) -> ClipSplit:
     def skipped(video: str, reason: str) -> None:
-        log(f"skipping video {video}: {reason}")
+        o.log(f"skipping video {video}: {reason}")
 
     split = sample_clips(
         video_list,
         manifest.profile,
         manifest.normalization,
-        clips,
-        heldout,
-        interval_ms=interval_ms,
-        resize_mode=resize_mode,
+        o.clips,
+        o.heldout,
+        interval_ms=o.interval_ms,
+        resize_mode=o.resize_mode,
         pixel_format=reference.pixel_format,
         on_skip=skipped,
-        progress=progress,
+        progress=o.progress,
     )
     for note in split.notes:
-        log(f"note: {note}")
+        o.log(f"note: {note}")
     shared = overlapping_frames(split.calibration, split.heldout)
     if shared:  # cannot happen by construction; an honest report is worth the check
         raise CalibrationError(f"held-out clips share frames with calibration clips: {sorted(shared)[:5]}")
-    log(f"{len(split.calibration)} calibration clips, {len(split.heldout)} held-out clips "
-        f"from {len(video_list) - len(split.skipped)} video(s)")
+    o.log(f"{len(split.calibration)} calibration clips, {len(split.heldout)} held-out clips "
+          f"from {len(video_list) - len(split.skipped)} video(s)")
+    return split
 
+
+def _quantize_and_measure(manifest: BundleManifest, bundle_dir: Path, reference: VisionArtifact,
+                          split: ClipSplit, o: CalibrationOptions) -> _Staged:
+    """Quantise into a staging folder inside the bundle, measure on the held-out clips, then move
+    the files into place (a failure before the move leaves the bundle as it was)."""
+    settings = o.settings
     vision_dir = (bundle_dir / reference.path).parent
     with tempfile.TemporaryDirectory(prefix=".calib-staging.", dir=vision_dir) as staging:
         staged_path = Path(staging) / INT8_NAME
         from tqdm import tqdm
 
         bar = tqdm(total=len(split.calibration) if settings.mode == "static" else 0, desc=f"quantise ({settings.describe()})",
-                   unit="clip", disable=not progress)
+                   unit="clip", disable=not o.progress)
         quantized = quantize_vision(
             bundle_dir / reference.path,
             staged_path,
@@ -219,35 +255,28 @@ def calibrate_bundle(
             split.heldout,
             vision_slice_count(manifest, reference),
         )
-        passed = accuracy.worst_cosine >= threshold
-        adopted = passed or force
-
-        # ---- commit: move files into place, then the manifest --------------------------------
         final_rel = (Path(reference.path).parent / INT8_NAME).as_posix()
         final_data_rel = f"{final_rel}.data" if quantized.external_data else None
         _drop_previous_int8(manifest, bundle_dir)
         (bundle_dir / final_rel).with_name(INT8_NAME + ".data").unlink(missing_ok=True)
         shutil.move(str(staged_path), bundle_dir / final_rel)
         if quantized.external_data:
-            shutil.move(str(quantized.external_data), bundle_dir / final_data_rel)
+            shutil.move(str(quantized.external_data), bundle_dir / str(final_data_rel))
+    return _Staged(quantized, accuracy, final_rel, final_data_rel)
 
-    report = build_report(
-        quantized, accuracy, split, model_rel=final_rel, reference_rel=reference.path, threshold=threshold,
-        passed=passed, adopted=adopted, forced=force and not passed, interval_ms=interval_ms,
-        resize_mode=resize_mode,
-    )
-    report_path = bundle_dir / REPORT_PATH
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
 
-    entry = accuracy.manifest_entry(threshold, REPORT_PATH)
-    entry["quantization"] = quantized.settings.describe()
-    entry["forced"] = force and not passed
+def _record_int8(manifest: BundleManifest, bundle_dir: Path, reference: VisionArtifact, staged: _Staged,
+                 passed: bool, adopted: bool, o: CalibrationOptions) -> VisionArtifact:
+    """The INT8 artifact and its report into the manifest; TensorRT INT8 plans built from an
+    earlier INT8 model stop being adopted."""
+    entry = staged.accuracy.manifest_entry(o.threshold, REPORT_PATH)
+    entry["quantization"] = staged.quantized.settings.describe()
+    entry["forced"] = o.force and not passed
     artifact = reference.model_copy(
         update={
-            "path": final_rel,
+            "path": staged.model_rel,
             "precision": "int8",
-            "external_data": final_data_rel,
+            "external_data": staged.data_rel,
             "accuracy": entry,
             "adopted": adopted,
             "built_for": None,
@@ -258,13 +287,12 @@ def calibrate_bundle(
     manifest.reports[REPORT_NAME] = REPORT_PATH
     for rel in [*_artifact_files(artifact), REPORT_PATH]:
         add_file(manifest, bundle_dir, rel)
-    # A TensorRT INT8 plan built from an earlier QDQ model no longer matches: stop using it.
     new_sha = manifest.files[artifact.path]
     for plan in manifest.vision:
         stale = (plan.built_for or {}).get("source_sha256") != new_sha
         if plan.format == "tensorrt" and plan.precision == "int8" and plan.adopted and stale:
             plan.adopted = False
-            log(f"TensorRT plan {plan.path} was built from an earlier INT8 model: no longer adopted "
-                "(rebuild it with `edge export trt --precision int8`)")
+            o.log(f"TensorRT plan {plan.path} was built from an earlier INT8 model: no longer adopted "
+                  "(rebuild it with `edge export trt --precision int8`)")
     write_manifest(bundle_dir, manifest)
-    return CalibrationResult(artifact, accuracy, report, report_path, adopted=adopted, passed=passed)
+    return artifact

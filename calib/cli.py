@@ -26,10 +26,8 @@ def _op_types(text: str) -> tuple[str, ...]:
 
 
 def _cmd_calib(args: argparse.Namespace) -> int:
-    from calib.calibrate import calibrate_bundle
-    from calib.clips import CalibrationError
+    from calib.calibrate import CalibrationOptions, calibrate_bundle
     from calib.quantize import QuantSettings
-    from edge.manifest import BundleError
 
     settings = QuantSettings(
         mode=args.mode,
@@ -39,32 +37,19 @@ def _cmd_calib(args: argparse.Namespace) -> int:
         keep_float=tuple(args.keep_float or ()),
         trt_compatible=not args.cpu_only_qdq,
     )
-    try:
-        if args.compare:
-            from calib.compare import compare_variants
+    if args.compare:
+        from calib.compare import CompareOptions, compare_variants
 
-            compare_variants(
-                args.bundle, args.video, args.compare, clips=args.clips, heldout=args.heldout,
-                method=args.method, keep_float=settings.keep_float, interval_ms=args.interval_ms,
-                runs=args.runs, progress=not args.no_progress,
-            )
-            print(f"comparison written to {args.compare}")
-            return 0
-        result = calibrate_bundle(
-            args.bundle,
-            args.video,
-            clips=args.clips,
-            heldout=args.heldout,
-            settings=settings,
-            threshold=args.threshold,
-            force=args.force,
-            interval_ms=args.interval_ms,
-            progress=not args.no_progress,
-            log=lambda line: print(line, file=sys.stderr),
-        )
-    except (CalibrationError, BundleError) as exc:
-        print(f"edge calib: {exc}", file=sys.stderr)
-        return 2
+        compare_variants(args.bundle, args.video, args.compare, CompareOptions(
+            clips=args.clips, heldout=args.heldout, method=args.method, keep_float=settings.keep_float,
+            interval_ms=args.interval_ms, runs=args.runs, progress=not args.no_progress,
+        ))
+        print(f"comparison written to {args.compare}")
+        return 0
+    result = calibrate_bundle(args.bundle, args.video, CalibrationOptions(
+        clips=args.clips, heldout=args.heldout, settings=settings, threshold=args.threshold, force=args.force,
+        interval_ms=args.interval_ms, progress=not args.no_progress, log=lambda line: print(line, file=sys.stderr),
+    ))
     acc = result.accuracy
     print(f"INT8 model {result.artifact.path} ({settings.describe()}) recorded in {args.bundle}")
     for name, figures in acc.outputs.items():
@@ -134,10 +119,13 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (`python -m calib.cli --bundle ...`), same as `edge calib ...`."""
+    from edge.commandline import add_log_level, run_command
+
     parser = argparse.ArgumentParser(prog="edge calib")
+    add_log_level(parser)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    return _cmd_calib(args)
+    parser.set_defaults(func=_cmd_calib, command="calib")
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

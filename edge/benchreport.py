@@ -10,11 +10,15 @@ import datetime as _dt
 import json
 import os
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+# A report is plain JSON: its values are whatever each bench measured.
+Report = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -86,11 +90,11 @@ def ratio(numerator: float, denominator: float) -> float | None:
 
 def make_report(
     bench: str,
-    results: dict[str, object],
-    ratios: dict[str, float | None],
+    results: Mapping[str, object],
+    ratios: Mapping[str, float | None],
     **extra: object,
-) -> dict[str, object]:
-    report: dict[str, object] = {
+) -> Report:
+    report: Report = {
         "bench": bench,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine_info(),
@@ -101,7 +105,13 @@ def make_report(
     return report
 
 
-def write_report(path: str | Path, report: dict[str, object]) -> Path:
+def print_ratios(ratios: Mapping[str, float | None], digits: int = 2, prefix: str = "") -> None:
+    """One line per ratio, `n/a` where it could not be computed (a zero denominator)."""
+    for name, value in ratios.items():
+        print(f"{prefix}{name}: {value:.{digits}f}" if value is not None else f"{prefix}{name}: n/a")
+
+
+def write_report(path: str | Path, report: Mapping[str, object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")

@@ -18,9 +18,10 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pydantic
 import zmq
@@ -31,10 +32,11 @@ from edge.errors import EdgeError
 from edge.messages import MESSAGE_TYPES, SCHEMA_VERSION, WireMessage
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=WireMessage)
 
 HARD_LIMIT_FACTOR = 4
 # The envelope fields every wire message starts with; the publisher writes them itself (below).
-_STAMP_FIELDS = frozenset({"schema_version", "seq", "mono_ns", "wall_ns"})
+_STAMP_FIELDS = {"schema_version", "seq", "mono_ns", "wall_ns"}
 CURVE_DOMAIN = "*"
 
 
@@ -137,7 +139,7 @@ class _BusSocket:
         *,
         context: zmq.Context | None,
         bind: bool,
-        options: dict[int, int],
+        options: Mapping[int, int],
         curve_keys: CurveKeys | None,
         curve_server_public: bytes | None,
     ):
@@ -195,7 +197,7 @@ class Publisher(_BusSocket):
         curve_keys: CurveKeys | None = None,
         curve_server_public: bytes | None = None,
     ):
-        options = {zmq.SNDHWM: send_hwm, zmq.XPUB_NODROP: 1}
+        options: dict[int, int] = {zmq.SNDHWM: send_hwm, zmq.XPUB_NODROP: 1}
         if kernel_buffer_bytes is not None:
             options[zmq.SNDBUF] = kernel_buffer_bytes
         super().__init__(
@@ -208,7 +210,7 @@ class Publisher(_BusSocket):
         self.undelivered: Counter[str] = Counter()
         self.last_send_complete = True  # False: the latest send skipped a subscriber whose queue was full
 
-    def publish(self, message: WireMessage) -> WireMessage:
+    def publish(self, message: M) -> M:
         """Stamp seq and clocks, serialise and send without blocking. Returns the stamped copy.
 
         Past a subscriber's high-water mark the message is dropped for that subscriber only (it
@@ -290,7 +292,7 @@ class Subscriber(_BusSocket):
         unknown = [t for t in self.topics if t not in MESSAGE_TYPES]
         if unknown:
             raise BusError(f"unknown topics {unknown}; known: {sorted(MESSAGE_TYPES)}")
-        options = {zmq.RCVHWM: receive_hwm, zmq.MAXMSGSIZE: max_message_bytes * HARD_LIMIT_FACTOR}
+        options: dict[int, int] = {zmq.RCVHWM: receive_hwm, zmq.MAXMSGSIZE: max_message_bytes * HARD_LIMIT_FACTOR}
         if kernel_buffer_bytes is not None:
             options[zmq.RCVBUF] = kernel_buffer_bytes
         super().__init__(
@@ -378,7 +380,7 @@ class Subscriber(_BusSocket):
                     return None
                 budget -= 1
             remaining_ms = max(0.0, (deadline - time.monotonic()) * 1000.0)
-            if not self._poller.poll(remaining_ms):
+            if not self._poller.poll(int(remaining_ms)):  # what pyzmq does with a float
                 return None
             decoded = self._recv_valid(zmq.NOBLOCK)
             missed = self._account(*decoded) if decoded is not None else 0

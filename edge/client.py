@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 import zmq
 
@@ -103,9 +104,9 @@ class PlannerClient:
                 return None
             self.counters.lost += got.missed_before
             if got.topic == TOPIC_STATUS:
-                self._on_status(got.message)  # type: ignore[arg-type]
+                self._on_status(cast(Status, got.message))
                 continue
-            advice: ActionAdvice = got.message  # type: ignore[assignment]
+            advice = cast(ActionAdvice, got.message)  # the subscriber validated it against its topic
             now_wall = time.time_ns()
             if advice.valid_until_wall_ns < now_wall:
                 # Stale advice is worse than none: the planner must not act on it.

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from edge.cpus import check_cpus, parse_cpu_list
 from edge.errors import EdgeError
@@ -18,7 +19,7 @@ from edge.errors import EdgeError
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser as a package
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[no-redef]  # the same module under 3.10's name
 
 
 class ConfigError(EdgeError, ValueError):
@@ -98,6 +99,12 @@ class CurveConfig(_Section):
             raise ValueError("curve.enabled needs server_secret_key_file and authorized_clients_dir")
         return self
 
+    def files(self) -> tuple[Path, Path]:
+        """The secret key file and the allowed clients' folder (both set when `enabled`: checked above)."""
+        if self.server_secret_key_file is None or self.authorized_clients_dir is None:
+            raise ConfigError("curve.enabled needs server_secret_key_file and authorized_clients_dir")
+        return self.server_secret_key_file, self.authorized_clients_dir
+
 
 class BusConfig(_Section):
     # The runtime binds both: planners connect to `publish`, nav units connect to `nav`.
@@ -163,14 +170,16 @@ class LiveConfig(_Section):
     port: int = Field(default=8765, ge=0, le=65_535, description="0: any free port")
 
 
+CaptureVerdict = Literal["ok", "degraded", "late", "no_advice"]
+
+
 class CaptureConfig(_Section):
     """Bad-case capture: a window around each trigger as its own MCAP segment. `dir` unset: off."""
 
     dir: Path | None = None
     before_s: float = Field(default=10.0, ge=0, le=600)
     after_s: float = Field(default=5.0, ge=0, le=600)
-    verdicts: list[Literal["ok", "degraded", "late", "no_advice"]] = Field(
-        default_factory=lambda: ["no_advice", "late"])
+    verdicts: list[CaptureVerdict] = Field(default_factory=lambda: list[CaptureVerdict](["no_advice", "late"]))
     flip_cycles: int = Field(default=3, ge=0, description="conflicting actions within N cycles; 0: off")
     quota_bytes: int = Field(default=2 * 1024**3, ge=64 * 1024)
 
@@ -193,7 +202,7 @@ class RuntimeConfig(_Section):
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
 
 
-def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails, data: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "<root>"
     value: Any = error.get("input", "<missing>")
     if isinstance(value, dict):

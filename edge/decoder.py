@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -20,10 +21,14 @@ from edge.config import DecoderConfig
 from edge.cpus import model_thread_count
 from edge.grammar import AdviceParseError, advice_grammar, parse_advice, partial_decision
 from edge.llm import ContextSettings, DeadlineExceeded, GreedySampler, LlamaContext, LlamaModel, generate
+from edge.llm.sampling import StopReason
 from edge.llm.video import frame_pair_timestamps
 from edge.manifest import BundleError, BundleManifest, DecoderArtifact
 from edge.messages import Advice
 from edge.prompt import PromptTemplate
+
+# Why a cycle's decoding ended: the generation's own stop, or the deadline passing during prefill.
+DecodeStop = Literal[StopReason, "prefill_deadline"]
 
 # Quantisations in order of preference when the config says "auto": the smallest that ships.
 QUANT_PREFERENCE = ("q4_k_m", "q4_0", "q8_0", "f16", "f32")
@@ -34,7 +39,7 @@ class DecodeResult:
     text: str
     advice: Advice | None  # the complete, validated advice
     partial: Advice | None  # the decision of a generation cut short, if it got that far
-    stop: str  # "eog", "max_tokens", "deadline", "prefill_deadline"
+    stop: DecodeStop
     prefill_tokens: int  # tokens and visual rows evaluated this cycle (the cached prefix excluded)
     generated_tokens: int
     prefill_ms: float

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from edge.capture import CameraCapture, CaptureOptions, Clip, VideoFileStepper
+from edge.capture import CameraCapture, CaptureOptions, CaptureState, Clip, VideoFileStepper
 from edge.preprocess import Preprocessor
 
 
@@ -65,7 +65,7 @@ class SimClock:
 
 @dataclass(frozen=True)
 class FeedHealth:
-    state: str  # "ok", "starting", "camera_lost", "ended", "stopped"
+    state: CaptureState
     reason: str
     drop_ratio: float
 

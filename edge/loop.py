@@ -14,11 +14,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from edge.audit import AuditLog, AuditWriteError
 from edge.budgets import DegradeController, degrade_policy, over_budget
 from edge.bus import Publisher, Subscriber
-from edge.capture import Clip
+from edge.capture import CaptureState, Clip
 from edge.config import BudgetConfig, RuntimeConfig
 from edge.cpus import pinned
 from edge.decoder import AdviceDecoder, DecodeResult
@@ -42,8 +43,9 @@ from edge.telemetry import Telemetry
 from edge.vision import VisionBackend
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", ActionAdvice, Status)
 
-FEED_STATE_TO_RUNTIME = {
+FEED_STATE_TO_RUNTIME: dict[CaptureState, RuntimeState] = {
     "camera_lost": RuntimeState.CAMERA_LOST,
     "ended": RuntimeState.CAMERA_LOST,
     "stopped": RuntimeState.STOPPING,
@@ -99,7 +101,7 @@ class AdviceLoop:
         self._started_ns = time.monotonic_ns()
         self._last_seq = 0
         self._cycle = 0
-        self._last_feed_state = "ok"
+        self._last_feed_state: CaptureState = "ok"
         self._feed_lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
         self.replayed_degrade_level: int | None = None
@@ -108,7 +110,7 @@ class AdviceLoop:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def _publish(self, message: ActionAdvice | Status) -> ActionAdvice | Status:
+    def _publish(self, message: M) -> M:
         # ZeroMQ sockets are not thread-safe; the loop and the heartbeat share one under a lock.
         with self._publish_lock:
             sent = self.parts.publisher.publish(message)
@@ -157,7 +159,7 @@ class AdviceLoop:
         )
 
     def publish_status(self) -> Status:
-        return self._publish(self.status_message())  # type: ignore[return-value]
+        return self._publish(self.status_message())
 
     def _heartbeat_run(self) -> None:
         interval_s = self.config.bus.status_interval_ms / 1000
@@ -202,7 +204,7 @@ class AdviceLoop:
             elif isinstance(got.message, Feedback):
                 self.offer_feedback(got.message)
             else:
-                self.offer_nav(got.message)  # type: ignore[arg-type]
+                self.offer_nav(cast(NavInstruction, got.message))
         if taken >= cap:
             self.telemetry.event("nav_flood", f"{taken} nav messages waiting in one cycle (the per-cycle cap); "
                                  "the rest wait or are dropped at the receive high-water mark")
@@ -268,16 +270,17 @@ class AdviceLoop:
         deadline = time.monotonic() + budgets.total_ms / 1000 if enforce else float("inf")
         decode_budget_s = budgets.decode_ms / 1000 if enforce else float("inf")
         self.poll_nav()
-        stages: dict[str, float | None] = {"capture_age_ms": clip.age_ms(clock.mono_ns())}
+        age_ms = clip.age_ms(clock.mono_ns())
+        stages: dict[str, float | None] = {"capture_age_ms": age_ms}
         level = self.degrade_level
         policy = degrade_policy(level, self.config.decoder.max_tokens)
 
         def finish(verdict: Verdict, reason: str, advice: Advice | None, **extra) -> CycleOutcome:
             return self._finish(clip, started, stages, verdict, reason, advice, level, **extra)
 
-        if enforce and stages["capture_age_ms"] > budgets.max_frame_age_ms:
-            self.telemetry.event("stale_clip_dropped", f"clip age {stages['capture_age_ms']:.0f} ms")
-            return finish(Verdict.NO_ADVICE, f"stale clip: newest frame {stages['capture_age_ms']:.0f} ms old "
+        if enforce and age_ms > budgets.max_frame_age_ms:
+            self.telemetry.event("stale_clip_dropped", f"clip age {age_ms:.0f} ms")
+            return finish(Verdict.NO_ADVICE, f"stale clip: newest frame {age_ms:.0f} ms old "
                           f"> {budgets.max_frame_age_ms:.0f} ms", None)
 
         t = time.perf_counter()
@@ -322,15 +325,45 @@ class AdviceLoop:
         nav_line: str = "",
         prompt_sha256: str = "",
     ) -> CycleOutcome:
-        clock, budgets = self.parts.clock, self.config.budgets
         t = time.perf_counter()
+        stages["total_ms"] = (t - started) * 1e3
+        message = self._advice_message(clip, stages, verdict, reason, advice, level, nav, decode, t)
+        if self.parts.tap is not None:
+            # Handed over with its advice, not at the start: the writer's JPEG encoding then runs in
+            # the gap before the next clip rather than beside this cycle's stages.
+            self.parts.tap.clip(clip)
+        sent = self._publish(message)
+        # The whole publish, send included: in the status stage figures, the audit record and the
+        # budget check that drives the degrade level.
+        stages["publish_ms"] = (time.perf_counter() - t) * 1e3
+        self._cycle += 1
+        stage_record = {k.removesuffix("_ms"): v for k, v in message.stages.model_dump().items()}
+        stage_record["publish"] = stages["publish_ms"]
+        self.telemetry.record_cycle(verdict, stage_record)
+        self.degrade.record(verdict, bool(over_budget(stages, self.config.budgets)))
+        outcome = CycleOutcome(
+            advice=sent,
+            stages_ms=stages,
+            cycle_wall_ms=(time.perf_counter() - started) * 1e3,
+            raw_text=decode.text if decode else "",
+            nav_line=nav_line,
+            prompt_sha256=prompt_sha256,
+            decode=decode,
+        )
+        self._write_audit(outcome)
+        return outcome
+
+    def _advice_message(self, clip: Clip, stages: dict[str, float | None], verdict: Verdict, reason: str,
+                        advice: Advice | None, level: int, nav: NavInstruction | None,
+                        decode: DecodeResult | None, t: float) -> ActionAdvice:
+        """The cycle's advice, valid from its newest frame; `t` is when publishing began."""
+        clock, budgets = self.parts.clock, self.config.budgets
         valid_ns = int(budgets.advice_valid_ms * 1e6)
         # Advice describes the scene at capture time: its validity runs from the newest frame.
         newest_mono, newest_wall = clip.t_mono_ns[-1], clip.t_wall_ns[-1]
         if not self.parts.enforce_deadlines:
             newest_wall = clock.wall_ns() - (clock.mono_ns() - newest_mono)
-        stages["total_ms"] = (time.perf_counter() - started) * 1e3
-        message = ActionAdvice(
+        return ActionAdvice(
             cycle=self._cycle,
             verdict=verdict,
             verdict_reason=reason[:200],
@@ -342,31 +375,12 @@ class AdviceLoop:
             valid_until_mono_ns=newest_mono + valid_ns,
             valid_until_wall_ns=newest_wall + valid_ns,
             nav_id=nav.nav_id if nav else None,
+            # The message cannot carry its own send: on the wire, publish_ms runs up to the send.
             stages=StageTimings(**stages, publish_ms=(time.perf_counter() - t) * 1e3),
             generated_tokens=decode.generated_tokens if decode else 0,
             degrade_level=level,
             bundle_sha256=self.bundle_sha256,
         )
-        if self.parts.tap is not None:
-            # Handed over with its advice, not at the start: the writer's JPEG encoding then runs in
-            # the gap before the next clip rather than beside this cycle's stages.
-            self.parts.tap.clip(clip)
-        sent = self._publish(message)
-        self._cycle += 1
-        stage_record = {k.removesuffix("_ms"): v for k, v in message.stages.model_dump().items()}
-        self.telemetry.record_cycle(verdict, stage_record)
-        self.degrade.record(verdict, bool(over_budget(stages, budgets)))
-        outcome = CycleOutcome(
-            advice=sent,  # type: ignore[arg-type]
-            stages_ms=stages,
-            cycle_wall_ms=(time.perf_counter() - started) * 1e3,
-            raw_text=decode.text if decode else "",
-            nav_line=nav_line,
-            prompt_sha256=prompt_sha256,
-            decode=decode,
-        )
-        self._write_audit(outcome)
-        return outcome
 
     def _write_audit(self, outcome: CycleOutcome) -> None:
         """The advice is out already: a full disk costs the record, never the loop."""

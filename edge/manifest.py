@@ -223,6 +223,10 @@ class BundleManifest(BaseModel):
     def adopted_vision(self, format: str | None = None) -> list[VisionArtifact]:
         return [v for v in self.vision if v.adopted and (format is None or v.format == format)]
 
+    def find_vision(self, format: str, precision: str) -> VisionArtifact | None:
+        """The first vision artifact of this format and precision, adopted or not."""
+        return next((v for v in self.vision if v.format == format and v.precision == precision), None)
+
 
 def add_file(manifest: BundleManifest, bundle_dir: Path, rel_path: str) -> str:
     """Hash `bundle_dir/rel_path` (streamed) into the manifest's file table; returns the sha256."""

@@ -29,7 +29,7 @@ def check_camera(source: str) -> None:
     if spec.kind == "network":
         return
     if spec.is_file:
-        check_video_file(spec.target).close()
+        check_video_file(str(spec.target)).close()
         return
     open_capture(spec).release()
 
@@ -37,7 +37,7 @@ def check_camera(source: str) -> None:
 def check_endpoints_free(config: RuntimeConfig) -> None:
     """Bind (and release) every endpoint the runtime will bind: one held by another process is
     refused here, naming the key."""
-    context = zmq.Context.instance()
+    context: zmq.Context = zmq.Context.instance()
     for key in ENDPOINT_KEYS:
         endpoint = getattr(config.bus, key)
         sock = context.socket(zmq.PUB)

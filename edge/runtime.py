@@ -24,6 +24,7 @@ from edge.config import RuntimeConfig
 from edge.cpus import pinned
 from edge.decoder import AdviceDecoder
 from edge.drivelog import DriveTap
+from edge.drivelog.tap import Sink
 from edge.feeds import ClipFeed, Clock, LiveFeed, SystemClock, open_live_feed
 from edge.llm.openmp import wait_policy
 from edge.loop import AdviceLoop, LoopParts
@@ -32,7 +33,7 @@ from edge.messages import TOPIC_FEEDBACK, TOPIC_NAV
 from edge.preprocess import Preprocessor
 from edge.quality import agreement_warning
 from edge.telemetry import Telemetry
-from edge.vision import select_backend
+from edge.vision import VisionBackend, select_backend
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,14 @@ class ModelParts:
     manifest: BundleManifest
     bundle_dir: Path
     preprocessor: Preprocessor
-    vision: object
+    vision: VisionBackend
     vision_reason: str
     decoder: AdviceDecoder
     warnings: list[str] = field(default_factory=list)  # said at load, then on the status topic
 
     def close(self) -> None:
         self.decoder.close()
-        self.vision.close()  # type: ignore[attr-defined]
+        self.vision.close()
 
 
 def load_model_parts(config: RuntimeConfig, verify_hashes: bool = True) -> ModelParts:
@@ -104,8 +105,9 @@ def open_bus(config: RuntimeConfig) -> BusParts:
     context = zmq.Context()
     curve_server, keys = None, None
     if bus.curve.enabled:
-        keys = CurveKeys.load(bus.curve.server_secret_key_file)  # type: ignore[arg-type]
-        curve_server = CurveServer(context, bus.curve.authorized_clients_dir)  # type: ignore[arg-type]
+        secret_key_file, clients_dir = bus.curve.files()
+        keys = CurveKeys.load(secret_key_file)
+        curve_server = CurveServer(context, clients_dir)
     publisher = Publisher(bus.publish_endpoint, context=context, send_hwm=bus.send_hwm, curve_keys=keys,
                           kernel_buffer_bytes=bus.send_buffer_bytes or None)
     nav_in = Subscriber(
@@ -121,14 +123,7 @@ def open_camera_feed(config: RuntimeConfig, preprocessor: Preprocessor | None = 
     camera = config.camera
     if not camera.source:
         raise BundleError("no camera source given (config key 'camera.source' or --camera)")
-    options = CaptureOptions(
-        interval_ms=camera.interval_ms,
-        frames_per_clip=camera.frames_per_clip,
-        loop=camera.loop_video,
-        backoff_min_s=camera.reopen_backoff_min_ms / 1000,
-        backoff_max_s=camera.reopen_backoff_max_ms / 1000,
-    )
-    return open_live_feed(camera.source, options, preprocessor)
+    return open_live_feed(camera.source, CaptureOptions.from_camera_config(camera), preprocessor)
 
 
 def open_drive_tap(config: RuntimeConfig, manifest: BundleManifest, clock: Clock,
@@ -136,7 +131,7 @@ def open_drive_tap(config: RuntimeConfig, manifest: BundleManifest, clock: Clock
     """The drive log's writer thread with the sinks the configuration asks for; None if none."""
     from edge.drivelog.mcapfile import config_json, runtime_metadata
 
-    record, sinks = config.record, []
+    record, sinks = config.record, list[Sink]()
     metadata = runtime_metadata(manifest.bundle_sha256(), config_json(config))
     try:
         _open_sinks(config, metadata, sinks)
@@ -150,7 +145,7 @@ def open_drive_tap(config: RuntimeConfig, manifest: BundleManifest, clock: Clock
                     jpeg_quality=record.jpeg_quality)
 
 
-def _open_sinks(config: RuntimeConfig, metadata: dict[str, str], sinks: list) -> None:
+def _open_sinks(config: RuntimeConfig, metadata: dict[str, str], sinks: list[Sink]) -> None:
     from edge.drivelog.mcapfile import McapLog
 
     record = config.record
@@ -201,7 +196,7 @@ def running_loop(
         parts = LoopParts(
             manifest=models.manifest,
             preprocessor=models.preprocessor,
-            vision=models.vision,  # type: ignore[arg-type]
+            vision=models.vision,
             vision_reason=models.vision_reason,
             decoder=models.decoder,
             feed=feed,

@@ -8,10 +8,10 @@ part held whole (0.54B parameters for the 30B-A3B), the decoder converter stream
 
 from __future__ import annotations
 
-import importlib.metadata
 import shutil
 from pathlib import Path
 
+from edge.environment import installed_versions
 from edge.manifest import (
     MANIFEST_FILENAME,
     MANIFEST_SCHEMA_VERSION,
@@ -130,13 +130,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def _tool_versions() -> dict[str, str]:
-    versions = {}
-    for dist in ("torch", "transformers", "onnx", "onnxruntime", "gguf", "llama-cpp-python"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
+    return installed_versions(("torch", "transformers", "onnx", "onnxruntime", "gguf", "llama-cpp-python"))
 
 
 def _decoder_writer():

@@ -10,18 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process (VmHWM), in bytes."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+from edge.environment import peak_rss_bytes
 
 
 def _cmd_tiny(args: argparse.Namespace) -> int:
@@ -195,10 +184,12 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (`python -m export.cli export bundle ...`), same as `edge export ...`."""
+    from edge.commandline import add_log_level, run_command
+
     parser = argparse.ArgumentParser(prog="edge")
+    add_log_level(parser)
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

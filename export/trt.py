@@ -98,15 +98,15 @@ def plan_name(precision: str, gpu_name: str) -> str:
 def source_onnx(manifest: BundleManifest, precision: str, allow_unadopted: bool = False) -> VisionArtifact:
     """The ONNX graph a plan of `precision` is built from."""
     want = "fp32" if precision == "fp16" else "int8"
-    for art in manifest.vision:
-        if art.format == "onnx" and art.precision == want:
-            if want == "int8" and not art.adopted and not allow_unadopted:
-                cosine = (art.accuracy or {}).get("cosine_min_slice")
-                raise TrtBuildError(
-                    f"the bundle's INT8 model {art.path} was not adopted by calibration (worst held-out cosine "
-                    f"{cosine}); pass --force to build from it anyway, or recalibrate"
-                )
-            return art
+    art = manifest.find_vision("onnx", want)
+    if art is not None:
+        if want == "int8" and not art.adopted and not allow_unadopted:
+            cosine = (art.accuracy or {}).get("cosine_min_slice")
+            raise TrtBuildError(
+                f"the bundle's INT8 model {art.path} was not adopted by calibration (worst held-out cosine "
+                f"{cosine}); pass --force to build from it anyway, or recalibrate"
+            )
+        return art
     if want == "int8":
         raise TrtBuildError("the bundle has no INT8 QDQ model: run `edge calib --bundle B --video V` first")
     raise TrtBuildError("the bundle has no fp32 ONNX vision model")
@@ -223,7 +223,7 @@ def build_engine(
         }
     )
     if verify:
-        artifact.accuracy = verify_plan(bundle_dir, artifact, _fp32(manifest), manifest)
+        artifact.accuracy = verify_plan(bundle_dir, artifact, source_onnx(manifest, "fp16"), manifest)
         log(f"engine vs fp32 ONNX Runtime: cosine {artifact.accuracy['cosine']:.6f}, "
             f"max |diff| {artifact.accuracy['max_abs_diff']:.4g}")
     manifest.vision = [a for a in manifest.vision if a.path != plan_rel]
@@ -233,13 +233,6 @@ def build_engine(
     write_manifest(bundle_dir, manifest)
     log(f"wrote {plan_rel} ({len(plan) / 2**20:.1f} MiB)")
     return artifact
-
-
-def _fp32(manifest: BundleManifest) -> VisionArtifact:
-    for art in manifest.vision:
-        if art.format == "onnx" and art.precision == "fp32":
-            return art
-    raise BundleError("the bundle has no fp32 ONNX vision model")
 
 
 def _slice_count(manifest: BundleManifest, fp32: VisionArtifact) -> int:

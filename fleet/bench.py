@@ -46,7 +46,7 @@ def _summary(runs: list[dict]) -> dict:
 def fleet_bench(bundle: Path | str | None, roots: list[Path], *, workers: int = 2, rounds: int = 2,
                 combos: list[str] | None = None, progress=print) -> dict:
     if bundle is None:
-        from export.train.default import ensure_default_bundle
+        from train.default import ensure_default_bundle
 
         bundle = ensure_default_bundle()
     results: dict[int, list[dict]] = {1: [], workers: []}

@@ -21,7 +21,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                            progress=not args.quiet)
     try:
         report = run_fleet(args.bundle, args.scenes, args.out, options)
-    except ValueError as exc:  # a precision the bundle lacks; EdgeErrors are printed by edge.cli
+    except ValueError as exc:  # a precision the bundle lacks; EdgeErrors are printed by the edge command
         print(f"edge fleet eval: {exc}", file=sys.stderr)
         return 2
     fleet = report["fleet"]
@@ -66,14 +66,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from edge.benchreport import write_report
+    from edge.benchreport import print_ratios, write_report
     from fleet.bench import fleet_bench
 
     report = fleet_bench(args.bundle, args.scenes, workers=args.workers, rounds=args.rounds, combos=args.precision,
                          progress=lambda line: print(line, file=sys.stderr))
     write_report(args.out, report)
-    for name, value in report["ratios"].items():
-        print(f"{name}: {value:.2f}" if value is not None else f"{name}: n/a")
+    print_ratios(report["ratios"])
     print(f"load average before/after: {report['load_average']['before']} / {report['load_average']['after']}")
     print(f"report written to {args.out}")
     return 0

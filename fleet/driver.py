@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.manifest import load_bundle
-from export.train.dataset import Scene
-from export.train.eval import choose_combos
 from fleet.drives import find_drives
 from fleet.outcome import BAD_INPUT, WORKER_FAULT, DriveOutcome
 from fleet.report import fleet_report, write_json
 from fleet.session import ray_session
 from fleet.worker import ReplayWorker
+from train.dataset import Scene
+from train.eval import choose_combos
 
 
 @dataclass
@@ -169,7 +169,7 @@ def run_fleet(bundle: Path | str | None, roots: list[Path], out: Path | str | No
 def _bundle_or_default(bundle: Path | str | None) -> Path | str:
     if bundle is not None:
         return bundle
-    from export.train.default import ensure_default_bundle
+    from train.default import ensure_default_bundle
 
     return ensure_default_bundle()
 

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from edge.errors import EdgeError
-from export.train.dataset import LABELS_NAME, SCENE_META, Scene
 from sim.labels import load_labels, load_nav
+from train.dataset import LABELS_NAME, SCENE_META, Scene
 
 # Labels may end up to one frame interval after the last decoded frame (the renderer closes the
 # last window at the scene's duration); anything later does not belong to this video.

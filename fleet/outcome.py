@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from export.train.dataset import Scene
-from export.train.eval import SceneRun
+from train.dataset import Scene
+from train.eval import SceneRun
 
 # Why a drive failed, as far as retrying goes: its own input is bad (the same on every worker: no
 # retry), or the worker is (its bundle differs, it crashed, it died): another worker may do better.

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from edge.manifest import BundleManifest
-from export.train.dataset import Scene
-from export.train.eval import Combo, SceneRun, eval_report
 from fleet.outcome import DriveOutcome
+from train.dataset import Scene
+from train.eval import Combo, SceneRun, eval_report
 
 DONE, FAILED, NOT_RUN = "done", "failed", "not_run"
 

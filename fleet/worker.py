@@ -2,7 +2,7 @@
 
 The class is plain Python; fleet.driver wraps it in `ray.remote` (so this module does not need ray to
 be imported, and a test can run a worker in-process). Each drive is replayed exactly as `edge eval`
-replays a scene (export.train.eval.run_scene: lock-step, the real loop, ZeroMQ on free loopback
+replays a scene (train.eval.run_scene: lock-step, the real loop, ZeroMQ on free loopback
 ports), once per precision combination, with the models of every combination loaded once.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 from edge.manifest import BundleError, load_bundle
-from export.train.dataset import Scene
-from export.train.eval import Combo, run_scene
 from fleet.drives import DriveError, check_drive
 from fleet.outcome import BAD_INPUT, WORKER_FAULT, DriveOutcome
+from train.dataset import Scene
+from train.eval import Combo, run_scene
 
 
 def thread_overrides(threads: int) -> list[str]:

@@ -16,7 +16,7 @@ out="${EDGE_DEMO_OUT:-$repo/out/demo}"
 edge=.venv/bin/edge
 
 echo "[demo] model bundle (built once from models/default, then cached)" >&2
-bundle="$(.venv/bin/python -c 'from export.train.default import ensure_default_bundle; print(ensure_default_bundle())')"
+bundle="$(.venv/bin/python -c 'from train.default import ensure_default_bundle; print(ensure_default_bundle())')"
 
 echo "[demo] rendering scenario '$scenario' (seed $seed)" >&2
 "$edge" scene --scenario "$scenario" --seed "$seed" --out "$out/scene" --quiet

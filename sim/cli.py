@@ -4,8 +4,7 @@
     edge scene --scenario red_light --seed 3 --out scenes/red_light
     edge scene --scenario all --seeds 0:4 --variant all --out scenes/   # one folder per scene
 
-The lead wires ``register(subparsers)`` into ``edge/cli.py``; further ``sim`` commands add
-their own ``_add_*`` function here and a line in ``register``.
+``register(subparsers)`` adds the command to `edge` (edge_cli/main.py).
 """
 
 from __future__ import annotations

@@ -203,52 +203,58 @@ def _print_nothing(_outcome: CycleOutcome) -> None:
     pass
 
 
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How a drive is replayed (`edge sim`'s flags)."""
+
+    mode: Mode = "lockstep"
+    speed: float = 1.0  # realtime mode: video seconds per wall second
+    vision_precision: str = "auto"
+    decoder_quant: str = "auto"
+    interval_ms: int = 500
+    max_cycles: int | None = None
+    annotate: bool = True  # the report's annotated.mp4 (needs out_dir)
+
+
 def replay_scene(
     bundle: Path,
     video: Path,
     nav: Path | None = None,
     labels: Path | None = None,
+    options: ReplayOptions | None = None,
     *,
-    mode: Mode = "lockstep",
-    speed: float = 1.0,
-    vision_precision: str = "auto",
-    decoder_quant: str = "auto",
-    interval_ms: int = 500,
     out_dir: Path | None = None,
     config: RuntimeConfig | None = None,
     models: ModelParts | None = None,
-    max_cycles: int | None = None,
     on_cycle: Callable[[CycleOutcome], None] = _print_nothing,
-    annotate: bool = True,
 ) -> ReplayResult:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if speed <= 0:
-        raise ValueError(f"speed must be > 0, got {speed}")
+    """Replay `video` (with its nav timeline) through the runtime; with `out_dir`, write the report.
+    `config` and `models` default to the replay configuration and the bundle's parts."""
+    o = options or ReplayOptions()
+    if o.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {o.mode!r}")
+    if o.speed <= 0:
+        raise ValueError(f"speed must be > 0, got {o.speed}")
     video = Path(video)
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     if config is None:
         config = replay_config(
-            bundle, vision_precision=vision_precision, decoder_quant=decoder_quant, interval_ms=interval_ms,
+            bundle, vision_precision=o.vision_precision, decoder_quant=o.decoder_quant, interval_ms=o.interval_ms,
             audit_path=Path(out_dir) / "audit.jsonl" if out_dir is not None else None,
         )
-    if models is None:
-        models = load_model_parts(config)
-        own_models = True
-    else:
-        own_models = False
-    profile = models.manifest.profile
+    own_models = models is None
+    parts = load_model_parts(config) if models is None else models
     nav_events = load_nav(nav) if nav is not None else []
     try:
-        if mode == "realtime":
-            result = _replay_realtime(config, models, video, nav_events, speed, max_cycles, on_cycle)
+        if o.mode == "realtime":
+            result = _replay_realtime(config, parts, video, nav_events, o.speed, o.max_cycles, on_cycle)
         else:
-            result = _replay_stepped(config, models, video, nav_events, mode, max_cycles, on_cycle,
-                                     profile.frames_per_clip)
+            result = _replay_stepped(config, parts, video, nav_events, o.mode, o.max_cycles, on_cycle,
+                                     parts.manifest.profile.frames_per_clip)
     finally:
         if own_models:
-            models.close()
+            parts.close()
     if out_dir is not None:
         result.report = write_report(
             out_dir,
@@ -256,11 +262,11 @@ def replay_scene(
             status=[s.model_dump(mode="json") for s in result.status],
             labels=labels,
             budgets_ms=config.budgets.model_dump(),
-            video=video if annotate else None,
+            video=video if o.annotate else None,
             video_times_ms=result.video_times_ms,
-            extra={"mode": mode, "speed": speed, "video": str(video), "wall_s": result.wall_s,
+            extra={"mode": o.mode, "speed": o.speed, "video": str(video), "wall_s": result.wall_s,
                    "video_duration_ms": result.video_duration_ms, "lost_cycles": result.lost_cycles,
-                   "vision_backend": models.vision.name, "decoder": models.decoder.artifact.quant},  # type: ignore[attr-defined]
+                   "vision_backend": parts.vision.name, "decoder": parts.decoder.artifact.quant},
         )
     return result
 

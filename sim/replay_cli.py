@@ -13,7 +13,7 @@ from edge.commands.config import add_drivelog_arguments, drivelog_overrides
 from edge.loop import CycleOutcome
 from edge.preflight import check_bundle_folder, check_endpoints_free, check_video_file
 from sim.labels import load_labels, load_nav
-from sim.replay import MODES, replay_config, replay_scene
+from sim.replay import MODES, ReplayOptions, replay_config, replay_scene
 
 
 def _print_cycle(outcome: CycleOutcome) -> None:
@@ -59,9 +59,9 @@ def _main(args: argparse.Namespace) -> int:
     _check_inputs(args, nav, labels)
     bundle = args.bundle
     if bundle is None:
-        from export.train.default import ensure_default_bundle
+        from edge.builtin_bundle import builtin_bundle
 
-        bundle = ensure_default_bundle()
+        bundle = builtin_bundle()
     out_existed = args.out.exists()
     args.out.mkdir(parents=True, exist_ok=True)
     config = replay_config(
@@ -72,10 +72,10 @@ def _main(args: argparse.Namespace) -> int:
     if config.live.enabled:
         print(f"edge sim: live view on ws://{config.live.host}:{config.live.port} (Foxglove WebSocket; "
               "layout docs/foxglove-layout.json)", file=sys.stderr, flush=True)
-    result = replay_scene(
-        bundle, video, nav, labels, mode=args.mode, speed=args.speed, out_dir=args.out, config=config,
-        max_cycles=args.max_cycles, on_cycle=_print_cycle if not args.quiet else lambda _o: None,
-    )
+    result = replay_scene(bundle, video, nav, labels,
+                          ReplayOptions(mode=args.mode, speed=args.speed, max_cycles=args.max_cycles),
+                          out_dir=args.out, config=config,
+                          on_cycle=_print_cycle if not args.quiet else lambda _o: None)
     if not result.outcomes:
         if not out_existed:
             shutil.rmtree(args.out, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,18 @@ def tiny_bundle(tiny_checkpoint, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
     build_bundle(tiny_checkpoint, out, width=448, height=256, frames=4, quants=("f32", "q4_k_m"), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def calibrated(tiny_vision_bundle, drive_videos, tmp_path_factory):
+    """(bundle folder, CalibrationResult, log lines): 4 calibration + 2 held-out drive clips,
+    threshold 0.99. Read-only by convention: copy before changing it."""
+    pytest.importorskip("onnx")
+    from calib.calibrate import CalibrationOptions, calibrate_bundle
+
+    out = tmp_path_factory.mktemp("calibrated") / "bundle"
+    shutil.copytree(tiny_vision_bundle, out)
+    lines: list[str] = []
+    options = CalibrationOptions(clips=4, heldout=2, threshold=0.99, progress=False, log=lines.append)
+    result = calibrate_bundle(out, drive_videos, options)
+    return out, result, lines

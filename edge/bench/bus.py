@@ -23,10 +23,11 @@ import struct
 import tempfile
 import time
 from pathlib import Path
+from typing import Protocol
 
 import zmq
 
-from edge.benchreport import Stats, make_report, ratio, write_report
+from edge.benchreport import Report, Stats, make_report, print_ratios, ratio, write_report
 from edge.bus import Publisher, Subscriber
 from edge.messages import (
     TOPIC_ADVICE,
@@ -39,6 +40,12 @@ from edge.messages import (
     Urgency,
     Verdict,
 )
+
+
+class EventLike(Protocol):
+    """A multiprocessing event, as the sender processes see it."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 # 1 kHz: well above an advice stream's rate, and slow enough that no backlog builds on a loaded
 # 2-core box (a backlog would measure queueing, not the bus).
@@ -83,7 +90,7 @@ def _pace(next_send: float) -> float:
     return max(next_send + SEND_INTERVAL_S, time.perf_counter())
 
 
-def _send_ours(endpoint: str, count: int, ready: mp.Event) -> None:
+def _send_ours(endpoint: str, count: int, ready: EventLike) -> None:
     advice = sample_advice()
     with Publisher(endpoint, bind=False, context=zmq.Context(), send_hwm=count + 10) as pub:
         ready.wait()
@@ -95,7 +102,7 @@ def _send_ours(endpoint: str, count: int, ready: mp.Event) -> None:
         time.sleep(0.2)
 
 
-def _send_raw(endpoint: str, count: int, ready: mp.Event) -> None:
+def _send_raw(endpoint: str, count: int, ready: EventLike) -> None:
     advice = sample_advice()
     payload = advice.__pydantic_serializer__.to_json(advice)
     topic = TOPIC_ADVICE.encode()
@@ -167,7 +174,7 @@ def _receive_raw(transport: str, count: int, workdir: Path) -> list[float]:
     return latencies
 
 
-def run_bus_bench(count: int = 10_000, rounds: int = 5) -> dict[str, object]:
+def run_bus_bench(count: int = 10_000, rounds: int = 5) -> Report:
     rounds = max(1, min(rounds, count))
     per_round = [count // rounds + (i < count % rounds) for i in range(rounds)]
     samples: dict[str, list[float]] = {f"{kind}_{t}": [] for t in ("tcp", "ipc") for kind in ("pyzmq", "ours")}
@@ -203,9 +210,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     report = run_bus_bench(args.count, args.rounds)
     path = write_report(args.out, report)
-    for name, stats in report["results"].items():  # type: ignore[union-attr]
+    for name, stats in report["results"].items():
         print(f"{name:<12} p50 {stats['p50_ms']:.3f} ms  p99 {stats['p99_ms']:.3f} ms  max {stats['max_ms']:.3f} ms  n={stats['n']}")
-    for name, value in report["ratios"].items():  # type: ignore[union-attr]
-        print(f"{name}: {value:.2f}")
+    print_ratios(report["ratios"])
     print(f"wrote {path}")
     return 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Iterable
 
 BENCH_MODULES = (
     "edge.bench.bus",
-    "edge.bench.preprocess",
     "edge.bench.encoder",
     "edge.bench.decode",
     "edge.bench.loop",
@@ -17,8 +17,13 @@ BENCH_MODULES = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks (JSON with medians and ratios vs a baseline)")
-    benches = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
-    for module_name in BENCH_MODULES:
+def register_benches(benches: argparse._SubParsersAction, more: Iterable[str] = ()) -> None:
+    """The runtime's benches, then `more` (modules outside the runtime, e.g. baselines that need
+    the workstation packages), each exposing ``register(benches)``."""
+    for module_name in (*BENCH_MODULES, *more):
         importlib.import_module(module_name).register(benches)
+
+
+def register(subparsers: argparse._SubParsersAction, more: Iterable[str] = ()) -> None:
+    parser = subparsers.add_parser("bench", help="benchmarks (JSON with medians and ratios vs a baseline)")
+    register_benches(parser.add_subparsers(dest="bench", metavar="NAME", required=True), more)

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge.benchreport import Stats, make_report, ratio, write_report
+from edge.benchreport import Report, Stats, make_report, ratio, write_report
 
 CASES = ("idle", "neighbour", "second_runtime")
 STAGES = ("total", "encode", "prefill", "decode")
@@ -44,7 +44,7 @@ CHILD_TIMEOUT_S = 900
 
 
 def _loop_command(bundle: Path, video: Path, out: Path, cycles: int, sets: list[str]) -> list[str]:
-    command = [sys.executable, "-m", "edge.cli", "bench", "loop", "--bundle", str(bundle), "--video", str(video),
+    command = [sys.executable, "-m", "edge.bench", "loop", "--bundle", str(bundle), "--video", str(video),
                "--out", str(out), "--cycles", str(cycles), "--warmup", "3", "--threads", "0", "--samples"]
     for assignment in sets:
         command += ["--set", assignment]
@@ -97,9 +97,10 @@ def _measure(case: str, variant: str, bundle: Path, video: Path, cycles: int, us
 
 
 def run_contention_bench(bundle: Path, video: Path, cycles: int, rounds: int, user_sets: list[str],
-                         baseline_spin: bool = False, progress=print) -> dict[str, object]:
+                         baseline_spin: bool = False, progress=print) -> Report:
     variants = ["default", *(["baseline_spin"] if baseline_spin else [])]
-    pooled = {(v, c): {s: [] for s in STAGES} for v in variants for c in CASES}
+    pooled: dict[tuple[str, str], dict[str, list[float]]] = {
+        (v, c): {s: [] for s in STAGES} for v in variants for c in CASES}
     described: dict[str, object] = {}
     load_before = os.getloadavg()
     started = time.monotonic()
@@ -140,11 +141,11 @@ def _summarise(pooled, variants):
         for case in CASES[1:]:
             for stat in ("p50", "p99"):
                 ratios[f"{prefix}{case}_over_idle_total_{stat}"] = ratio(
-                    results[f"{prefix}{case}.total"][f"{stat}_ms"], idle[f"{stat}_ms"])  # type: ignore[index]
+                    results[f"{prefix}{case}.total"][f"{stat}_ms"], idle[f"{stat}_ms"])
     if "baseline_spin" in variants:
         for case in CASES:
             ratios[f"baseline_spin_over_default_{case}_total_p50"] = ratio(
-                results[f"baseline_spin.{case}.total"]["p50_ms"], results[f"{case}.total"]["p50_ms"])  # type: ignore[index]
+                results[f"baseline_spin.{case}.total"]["p50_ms"], results[f"{case}.total"]["p50_ms"])
     return results, ratios
 
 
@@ -167,13 +168,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     bundle = args.bundle
     if bundle is None:
-        from edge.commands.run import builtin_bundle
+        from edge.builtin_bundle import builtin_bundle
 
         bundle = builtin_bundle()
     cycles, rounds = (20, 1) if args.quick else (args.cycles, args.rounds)
     report = run_contention_bench(bundle, args.video, cycles, rounds, args.overrides, args.baseline_spin)
     path = write_report(args.out, report)
-    for name, value in report["ratios"].items():  # type: ignore[union-attr]
+    for name, value in report["ratios"].items():
         bound = TARGETS.get(name)
         print(f"{name:<48} {value:7.2f}" + (f"  (<= {bound}: {'held' if value <= bound else 'NOT held'})"
                                             if bound and value is not None else ""))

@@ -29,11 +29,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from edge.benchreport import Stats, make_report, ratio, write_report
+from edge.benchreport import Report, Stats, make_report, print_ratios, ratio, write_report
 
 # Deterministic filler that makes the prompt as long as asked (the text does not affect the speed
 # of a dense evaluation, only the count does).
@@ -115,10 +115,12 @@ class OursDecoder:
     def generate_grammar(self, prompt: list[int], n_tokens: int) -> GenerationRun:
         from edge.llm import generate
 
+        if self.grammar_sampler is None:
+            raise ValueError("this decoder was made without a grammar")
         self.prefill(prompt)
-        self.grammar_sampler.reset()  # type: ignore[union-attr]
+        self.grammar_sampler.reset()
         started = time.perf_counter()
-        out = generate(self.ctx, self.grammar_sampler, n_tokens, stop_at_eog=True)  # type: ignore[arg-type]
+        out = generate(self.ctx, self.grammar_sampler, n_tokens, stop_at_eog=True)
         return GenerationRun(time.perf_counter() - started, out.tokens)
 
     def close(self) -> None:
@@ -132,7 +134,7 @@ class OursDecoder:
 class RawDecoder:
     """llama-cpp-python's own high-level API on the same GGUF with the same context parameters."""
 
-    GREEDY: ClassVar[dict[str, float]] = {"temp": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0}
+    GREEDY: ClassVar[dict[str, Any]] = {"temp": 0.0, "top_k": 1, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0}
 
     def __init__(self, gguf: Path, settings: DecodeBenchSettings, grammar_text: str | None,
                  is_eog: Callable[[int], bool]) -> None:
@@ -182,7 +184,7 @@ class RawDecoder:
         self.llm.close()
 
 
-def rate_entry(seconds: list[float], tokens: list[int]) -> dict[str, object]:
+def rate_entry(seconds: list[float], tokens: list[int]) -> dict[str, Any]:
     """Per-run rates (median is the headline) plus the per-run time statistics."""
     rates = np.asarray(tokens, dtype=np.float64) / np.asarray(seconds, dtype=np.float64)
     per_token_us = np.asarray(seconds) * 1e6 / np.maximum(np.asarray(tokens, dtype=np.float64), 1)
@@ -203,7 +205,7 @@ def paired_ratio(ours: tuple[list[float], list[int]], raw: tuple[list[float], li
     return float(np.median(ours_rates / raw_rates))
 
 
-def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) -> dict[str, object]:
+def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) -> Report:
     from edge.decoder import choose_decoder
     from edge.grammar import advice_grammar
     from edge.llm.model import ensure_backend
@@ -323,13 +325,11 @@ def _main(args: argparse.Namespace) -> int:
     )
     report = run_decode_bench(args.bundle, settings)
     path = write_report(args.out, report)
-    for name, entry in report["results"].items():  # type: ignore[union-attr]
+    for name, entry in report["results"].items():
         print(f"{name:<24} {entry['tokens_per_s']:>10.1f} tokens/s  ({entry['tokens']} tokens, "
               f"{entry['us_per_token_median']:.1f} us/token, n={entry['n']})")
-    for name, value in report["ratios"].items():  # type: ignore[union-attr]
-        print(f"{name}: {value:.3f}" if value is not None else f"{name}: n/a")
-    for name, value in report["paired_ratios"].items():  # type: ignore[union-attr]
-        print(f"paired {name}: {value:.3f}")
+    print_ratios(report["ratios"], digits=3)
+    print_ratios(report["paired_ratios"], digits=3, prefix="paired ")
     print(f"checks: {report['checks']}")
     print(f"wrote {path}")
     return 0

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.benchreport import Stats, make_report, ratio, write_report
+from edge.benchreport import Report, Stats, make_report, ratio, write_report
 from edge.manifest import BundleManifest, VisionArtifact, load_bundle
 from edge.vision.base import random_input
 
@@ -63,16 +63,17 @@ def vision_preset(manifest: BundleManifest, bundle_dir: Path) -> dict:
 
 
 def _onnx(manifest: BundleManifest, precision: str) -> VisionArtifact | None:
-    return next((a for a in manifest.vision if a.format == "onnx" and a.precision == precision), None)
+    return manifest.find_vision("onnx", precision)
 
 
 def open_backends(bundle_dir: Path, manifest: BundleManifest, threads: int) -> tuple[dict, dict[str, str]]:
     """name -> (backend, info) for everything runnable here; name -> reason for the rest."""
-    from edge.vision.base import VisionBackendError
+    from edge.vision.base import VisionBackend, VisionBackendError
     from edge.vision.onnxruntime import OnnxRuntimeBackend, available_providers
 
-    backends: dict[str, tuple[object, dict]] = {}
+    backends: dict[str, tuple[VisionBackend, dict]] = {}
     skipped: dict[str, str] = {}
+    backend: VisionBackend
     for precision in ("fp32", "int8"):
         art = _onnx(manifest, precision)
         if art is None:
@@ -117,7 +118,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run_encoder_bench(bundle: str | Path, clips: int = 10, warmup: int = 2, threads: int = 0,
-                      verify_hashes: bool = True, log: Callable[[str], None] = print) -> dict:
+                      verify_hashes: bool = True, log: Callable[[str], None] = print) -> Report:
     if clips < 1:
         raise ValueError(f"--clips must be >= 1, got {clips}")
     manifest, bundle_dir = load_bundle(bundle, verify_hashes=verify_hashes)
@@ -204,12 +205,12 @@ def _main(args: argparse.Namespace) -> int:
     path = write_report(args.out, report)
     tower = report["vision_tower"]
     print(f"vision tower: {tower['preset']} (~{(tower['params_estimate'] or 0) / 1e6:.1f}M params, {tower['from']})")
-    for name, stats in report["results"].items():  # type: ignore[union-attr]
+    for name, stats in report["results"].items():
         print(f"{name:<16} median {stats['median_ms']:.2f} ms  p90 {stats['p90_ms']:.2f} ms  n={stats['n']}  "
               f"cos vs fp32 {stats['cosine_vs_onnx_fp32_cpu']:.6f}")
-    for name, value in report["ratios"].items():  # type: ignore[union-attr]
+    for name, value in report["ratios"].items():
         print(f"{name}: {value:.2f}" if value is not None else f"{name}: n/a")
-    for name, why in report["skipped"].items():  # type: ignore[union-attr]
+    for name, why in report["skipped"].items():
         print(f"skipped {name}: {why}")
     print(f"wrote {path}")
     return 0

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from edge.benchreport import Stats, make_report, ratio, write_report
+from edge.benchreport import Report, Stats, make_report, ratio, write_report
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "data" / "drive" / "udacity_solidWhiteRight.mp4"
 WARMUP_CYCLES = 3
@@ -108,8 +108,8 @@ def _accounted(loop) -> tuple[int, dict[str, int]]:
     return nav_in.handled(), reasons
 
 
-def run_fuzz_campaign(bundle: Path, video: Path, messages: int, seed: int = 0) -> dict[str, object]:
-    from edge.bench.loop import LoopBenchSettings, bench_config
+def run_fuzz_campaign(bundle: Path, video: Path, messages: int, seed: int = 0) -> Report:
+    from edge.bench.loop import LoopBenchSettings, bench_config, looping_cycle, nav_endpoint
     from edge.capture import VideoFileStepper
     from edge.feeds import SimClock, SteppedFeed
     from edge.runtime import load_model_parts, running_loop
@@ -123,11 +123,11 @@ def run_fuzz_campaign(bundle: Path, video: Path, messages: int, seed: int = 0) -
                            models.manifest.profile.frames_per_clip)
         try:
             with running_loop(config, models=models, feed=feed, clock=clock, enforce_deadlines=False) as loop:
-                walls = [loop.run_cycle(loop.next_clip()).cycle_wall_ms for _ in range(WARMUP_CYCLES + QUIET_CYCLES)]
+                walls = [looping_cycle(loop).cycle_wall_ms for _ in range(WARMUP_CYCLES + QUIET_CYCLES)]
                 quiet = walls[WARMUP_CYCLES:]
                 started = time.monotonic()
                 with _CyclingLoop(loop) as cycling:
-                    sent = _send_in_child(loop.parts.nav_in.endpoint, messages, seed)
+                    sent = _send_in_child(nav_endpoint(loop), messages, seed)
                     send_s = time.monotonic() - started
                     deadline = time.monotonic() + SETTLE_TIMEOUT_S
                     while _accounted(loop)[0] < sum(sent.values()) and time.monotonic() < deadline:
@@ -182,15 +182,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from edge.commands.run import builtin_bundle
+    from edge.builtin_bundle import builtin_bundle
 
     bundle = args.bundle or builtin_bundle()
     report = run_fuzz_campaign(bundle, args.video, args.messages, args.seed)
     path = write_report(args.out, report)
     work = report["work"]
     for key in ("messages_sent", "used", "unaccounted", "crashes", "cycles_during_campaign", "rate_per_s"):
-        print(f"{key:<24} {work[key]}")  # type: ignore[index]
-    print("rejected per reason:", work["rejected_per_reason"])  # type: ignore[index]
-    print("cycle wall ratio fuzz/quiet p50:", report["ratios"]["fuzz_over_quiet_cycle_wall_p50"])  # type: ignore[index]
+        print(f"{key:<24} {work[key]}")
+    print("rejected per reason:", work["rejected_per_reason"])
+    print("cycle wall ratio fuzz/quiet p50:", report["ratios"]["fuzz_over_quiet_cycle_wall_p50"])
     print(f"wrote {path}")
-    return 0 if work["unaccounted"] == 0 and work["crashes"] == 0 else 1  # type: ignore[index]
+    return 0 if work["unaccounted"] == 0 and work["crashes"] == 0 else 1

@@ -26,8 +26,9 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge.benchreport import Stats, make_report, ratio, write_report
+from edge.benchreport import Report, Stats, make_report, ratio, write_report
 
 STAGES = ("capture_age", "preprocess", "encode", "prefill", "decode", "publish", "total")
 MODEL_STAGES = ("encode", "prefill", "decode")
@@ -58,6 +59,25 @@ class LoopBenchSettings:
             raise ValueError(f"mode must be 'stepped' or 'live', not {self.mode!r}")
         if self.cycles < 1 or self.warmup < 0:
             raise ValueError(f"need cycles >= 1 and warmup >= 0 (got {self.cycles}, {self.warmup})")
+
+
+if TYPE_CHECKING:
+    from edge.loop import AdviceLoop, CycleOutcome
+
+
+def looping_cycle(loop: AdviceLoop) -> CycleOutcome:
+    """One cycle on the next clip of a looping video (such a feed always has one)."""
+    clip = loop.next_clip()
+    if clip is None:
+        raise RuntimeError("the looping video gave no clip")
+    return loop.run_cycle(clip)
+
+
+def nav_endpoint(loop: AdviceLoop) -> str:
+    """Where the running loop's nav socket is bound (a running loop always has one)."""
+    if loop.parts.nav_in is None:
+        raise RuntimeError("the loop has no nav socket")
+    return loop.parts.nav_in.endpoint
 
 
 def bench_config(bundle: Path, settings: LoopBenchSettings, audit_path: Path | None, drivelog_dir: Path | None = None):
@@ -97,7 +117,7 @@ def _open_feed(settings: LoopBenchSettings, video: Path, models):
     return open_live_feed(str(video), options, models.preprocessor), SystemClock(), True
 
 
-def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None = None) -> dict[str, object]:
+def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None = None) -> Report:
     from edge.runtime import load_model_parts, running_loop
 
     settings = settings or LoopBenchSettings()
@@ -142,7 +162,7 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
                     done += 1
                     if done <= settings.warmup:
                         continue
-                    # The published StageTimings: the loop's own dict lacks publish_ms (timed as it is sent).
+                    # The published StageTimings (their publish_ms runs up to the send, as before).
                     stages = outcome.advice.stages.model_dump()
                     for name in STAGES:
                         value = stages.get(f"{name}_ms")
@@ -169,12 +189,12 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
                     tap.drain()
                     drivelog_work = {"drivelog_records_written": tap.written, "drivelog_dropped": tap.dropped}
                 resizes = models.preprocessor.resizes - preprocess_resizes_before
-                vision_backend = models.vision.name  # type: ignore[attr-defined]
+                vision_backend = models.vision.name
                 decoder_quant = models.decoder.artifact.quant
                 decoder_threads = {"generation": models.decoder.threads, "prefill": models.decoder.threads_batch}
                 audit_lines = 0
-                if audit_path is not None:
-                    loop.parts.audit.sync()  # type: ignore[union-attr]
+                if loop.parts.audit is not None and audit_path is not None:
+                    loop.parts.audit.sync()
                     audit_lines = sum(1 for _ in audit_path.open())
         finally:
             models.close()
@@ -247,7 +267,7 @@ def _main(args: argparse.Namespace) -> int:
     )
     report = run_loop_bench(args.bundle, args.video, settings)
     path = write_report(args.out, report)
-    for name, stats in report["results"].items():  # type: ignore[union-attr]
+    for name, stats in report["results"].items():
         print(f"{name:<15} p50 {stats['p50_ms']:8.3f} ms  p99 {stats['p99_ms']:8.3f} ms  "
               f"max {stats['max_ms']:8.3f} ms  n={stats['n']}")
     print(f"work: {report['work']}")

@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from edge.benchreport import Stats, make_report, write_report
+from edge.environment import process_memory
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "data" / "drive" / "udacity_solidWhiteRight.mp4"
 RSS_GROWTH_LIMIT = 0.05
@@ -33,10 +34,7 @@ NAV_ROADS = ("Main St", "Elm St", "A-9/B 12", "St. Mary's Rd", "")
 
 def process_sample() -> dict[str, int]:
     """RSS in KiB, open file descriptors and threads of this process, from /proc."""
-    rss_kib = 0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kib = int(line.split()[1])
+    rss_kib = process_memory().get("VmRSS", 0) // 1024
     return {"rss_kib": rss_kib, "fds": len(os.listdir("/proc/self/fd")),
             "threads": len(os.listdir("/proc/self/task"))}
 
@@ -75,7 +73,7 @@ def check_audit(path: Path) -> dict[str, object]:
 
 
 def run_soak(bundle: Path, video: Path, cycles: int, warmup: int, audit_max_bytes: int, progress=print):
-    from edge.bench.loop import LoopBenchSettings, bench_config
+    from edge.bench.loop import LoopBenchSettings, bench_config, looping_cycle, nav_endpoint
     from edge.capture import VideoFileStepper
     from edge.feeds import SimClock, SteppedFeed
     from edge.runtime import load_model_parts, running_loop
@@ -94,15 +92,15 @@ def run_soak(bundle: Path, video: Path, cycles: int, warmup: int, audit_max_byte
         clock = SimClock()
         feed = SteppedFeed(VideoFileStepper(video, loop=True), clock, config.camera.interval_ms,
                            models.manifest.profile.frames_per_clip)
-        stop, sent = threading.Event(), []
+        stop, sent = threading.Event(), list[int]()
         started = time.monotonic()
         try:
             with running_loop(config, models=models, feed=feed, clock=clock, enforce_deadlines=False) as loop:
-                nav = threading.Thread(target=_publish_nav, args=(loop.parts.nav_in.endpoint, stop, sent))
+                nav = threading.Thread(target=_publish_nav, args=(nav_endpoint(loop), stop, sent))
                 nav.start()
                 try:
                     for index in range(warmup + cycles):
-                        outcome = loop.run_cycle(loop.next_clip())
+                        outcome = looping_cycle(loop)
                         if index < warmup:
                             continue
                         verdicts[outcome.advice.verdict.value] += 1
@@ -117,8 +115,10 @@ def run_soak(bundle: Path, video: Path, cycles: int, warmup: int, audit_max_byte
                     stop.set()
                     nav.join(timeout=10)
                 nav_used = loop.nav.accepted
-                rotations = loop.parts.audit.rotations  # type: ignore[union-attr]
-                failed_writes = loop.parts.audit.failed_writes  # type: ignore[union-attr]
+                audit_log = loop.parts.audit
+                if audit_log is None:
+                    raise RuntimeError("the soak runs with an audit log")
+                rotations, failed_writes = audit_log.rotations, audit_log.failed_writes
             wall_s = time.monotonic() - started
             audit = check_audit(audit_path) | {"rotations": rotations, "failed_writes": failed_writes,
                                                "expected_records": warmup + cycles}
@@ -167,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from edge.commands.run import builtin_bundle
+    from edge.builtin_bundle import builtin_bundle
 
     bundle = args.bundle or builtin_bundle()
     report = run_soak(bundle, args.video, args.cycles, args.warmup, args.audit_max_bytes)
@@ -177,4 +177,4 @@ def _main(args: argparse.Namespace) -> int:
     print("work:", report["work"])
     print("held:", report["held"])
     print(f"wrote {path}")
-    return 0 if all(report["held"].values()) else 1  # type: ignore[union-attr]
+    return 0 if all(report["held"].values()) else 1

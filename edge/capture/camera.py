@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from edge.capture.backoff import Backoff
 from edge.capture.drops import DropMeter
@@ -27,6 +27,9 @@ from edge.capture.frames import Clip, Frame
 from edge.capture.readers import LiveReader, PacedFileReader, open_reader
 from edge.capture.sampler import ClipSampler
 from edge.capture.sources import CaptureError, SourceSpec, parse_source
+
+if TYPE_CHECKING:
+    from edge.config import CameraConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +52,15 @@ class CaptureOptions:
     fail_fast: bool | None = None
 
     @classmethod
-    def from_camera_config(cls, camera: object, **overrides: object) -> CaptureOptions:
-        """From `edge.config.CameraConfig` (interval_ms, frames_per_clip, loop_video,
-        reopen_backoff_min_ms / _max_ms); keyword overrides win."""
-        values: dict[str, object] = {
-            "interval_ms": float(camera.interval_ms),
-            "frames_per_clip": int(camera.frames_per_clip),
-            "loop": bool(camera.loop_video),
-            "backoff_min_s": camera.reopen_backoff_min_ms / 1000.0,
-            "backoff_max_s": camera.reopen_backoff_max_ms / 1000.0,
-        }
-        values.update(overrides)
-        return cls(**values)
+    def from_camera_config(cls, camera: CameraConfig) -> CaptureOptions:
+        """The `[camera]` section's capture settings (the rest keep their defaults)."""
+        return cls(
+            interval_ms=camera.interval_ms,
+            frames_per_clip=camera.frames_per_clip,
+            loop=camera.loop_video,
+            backoff_min_s=camera.reopen_backoff_min_ms / 1000,
+            backoff_max_s=camera.reopen_backoff_max_ms / 1000,
+        )
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,7 @@ class CameraCapture:
 
     def _call_on_sample(self, frame: Frame) -> None:
         try:
-            self.on_sample(frame)  # type: ignore[misc]
+            cast(Callable[[Frame], None], self.on_sample)(frame)  # only installed when on_sample is set
         except Exception:
             # A failing consumer hook must not cost the camera: the loop still gets its clips.
             self.sample_errors += 1

@@ -104,7 +104,8 @@ class PacedFileReader:
             if self._pending is not None:
                 self._pending = None
             elif not self._cap.grab():
-                return self._ended()
+                self._ended()
+                return None
             self._next += 1
         t_frame = self._exposure_ns(self._next)
         wait_ns = t_frame - time.monotonic_ns()
@@ -116,7 +117,8 @@ class PacedFileReader:
         else:
             ok, image = self._cap.read()
             if not ok or not _check_image(image):
-                return self._ended()
+                self._ended()
+                return None
         index = self._next
         self._next += 1
         return RawFrame(index, image, t_frame, self._t0_wall + (t_frame - self._t0_mono))

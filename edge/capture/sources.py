@@ -85,7 +85,7 @@ def opencv_has_backend(api: int) -> bool:
 def open_capture(spec: SourceSpec) -> cv2.VideoCapture:
     """Open `spec` with the backend its kind needs; raises CaptureError with the reason."""
     if spec.kind == "file":
-        path = Path(spec.target)
+        path = Path(str(spec.target))
         if not path.exists():
             raise CaptureError(f"video file {path} does not exist")
         if not path.is_file():

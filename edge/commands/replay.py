@@ -59,7 +59,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"edge replay: damaged log, replaying up to the damage: {damage}", file=sys.stderr)
     bundle = args.bundle
     if bundle is None:
-        from edge.commands.run import builtin_bundle
+        from edge.builtin_bundle import builtin_bundle
 
         bundle = builtin_bundle()
     config = replay_config_for(log.metadata, bundle, args.overrides, args.config)

@@ -8,24 +8,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge.builtin_bundle import builtin_bundle
 from edge.commands.config import add_config_arguments, add_drivelog_arguments, drivelog_overrides
 from edge.config import load_config
-from edge.manifest import BundleError
 from edge.preflight import check_runtime_inputs
 from edge.runtime import capture_on_signal, running_loop, stop_on_signals
-
-
-def builtin_bundle() -> Path:
-    """The built-in trained model's bundle (built on first use from models/default, then cached).
-    Building it needs the workstation extras; a device image without them names a bundle instead."""
-    try:
-        from export.train.default import ensure_default_bundle
-    except ImportError as exc:
-        raise BundleError(
-            f"no bundle given (--bundle or `bundle` in the config), and the built-in one cannot be built "
-            f"here: {exc.name} is not installed (install the [export] extra, or copy a bundle over)"
-        ) from None
-    return ensure_default_bundle()
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -9,9 +9,10 @@ another schema than this runtime writes, is refused (``DriveLogError``) rather t
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -62,7 +63,7 @@ class _FileReader:
         self.channels: dict[int, Channel] = {}
         self.known = {spec.topic: spec for spec in channel_specs()}
         self.decoders = DecoderFactory()
-        self._image_decoder = None
+        self._image_decoder: Callable[[bytes], Any] | None = None
         self._seen_nav: set[tuple[int, int]] = {(m, n.seq) for m, n in log.nav}
 
     def add(self, record: object) -> None:
@@ -102,6 +103,8 @@ class _FileReader:
     def _frame(self, channel: Channel, message: Message) -> None:
         if self._image_decoder is None:
             self._image_decoder = self.decoders.decoder_for("protobuf", self.schemas[channel.schema_id])
+        if self._image_decoder is None:
+            raise DriveLogError(f"no decoder for the camera channel's schema {self.schemas[channel.schema_id].name}")
         image = self._image_decoder(message.data)
         self.log.frames[message.sequence] = bytes(image.data)
         self.log.frame_format[message.sequence] = image.format
@@ -164,8 +167,10 @@ def read_drive_log(paths: Iterable[Path]) -> DriveLog:
     log = DriveLog(paths=files)
     for path in files:
         _read_file(log, path)
-    seen: set[int] = set()
-    log.advice = [a for a in sorted(log.advice, key=lambda a: a.seq) if not (a.seq in seen or seen.add(a.seq))]
+    unique: dict[int, ActionAdvice] = {}  # the first of each seq, in seq order
+    for advice in sorted(log.advice, key=lambda a: a.seq):
+        unique.setdefault(advice.seq, advice)
+    log.advice = list(unique.values())
     log.nav.sort(key=lambda item: item[0])
     if not log.advice:
         reason = "; ".join(log.damage) or "it holds no advice messages"

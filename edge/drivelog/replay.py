@@ -94,8 +94,9 @@ class ReplayComparison:
     @property
     def action_agreement(self) -> float | None:
         """Same action, over the cycles where both the recording and the replay carry advice."""
-        both = [c for c in self.replayed if c.recorded.advice is not None and c.replayed.advice is not None]
-        return None if not both else sum(c.recorded.advice.action == c.replayed.advice.action for c in both) / len(both)
+        pairs = [(c.recorded.advice, c.replayed.advice) for c in self.replayed if c.replayed is not None]
+        both = [(a, b) for a, b in pairs if a is not None and b is not None]
+        return None if not both else sum(a.action == b.action for a, b in both) / len(both)
 
 
 def cycle_start_ns(advice: ActionAdvice) -> int:

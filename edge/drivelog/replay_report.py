@@ -16,7 +16,7 @@ MAX_CHANGED_FRAMES = 200  # a bundle that changes everything must not fill the d
 def write_replay_report(out: Path, log: DriveLog, result: ReplayComparison, bundle_sha256: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     changed_dir = out / "changed"
-    changed = []
+    changed: list[dict[str, object]] = []
     for compared in result.changed:
         row = compared.as_dict()
         newest = compared.recorded.frames[-1].frame_id

@@ -34,7 +34,7 @@ def write_scene(log: DriveLog, out: Path, name: str) -> Path:
     frame_ids = sorted(log.frames)
     first = log.image(frame_ids[0])
     height, width = first.shape[:2]
-    writer = cv2.VideoWriter(str(out / "video.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 1000.0 / interval,
+    writer = cv2.VideoWriter(str(out / "video.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), 1000.0 / interval,
                              (width, height))
     try:
         for frame_id in frame_ids:

@@ -100,13 +100,13 @@ class DriveTap:
         while True:
             manual, self._manual = self._manual, None
             if manual is not None:
-                item: object = ("trigger", *manual)
+                item: tuple | object = ("trigger", *manual)
             else:
                 try:
                     item = self._queue.get(timeout=MANUAL_POLL_S)
                 except queue.Empty:
                     continue
-            if item is _STOP:
+            if not isinstance(item, tuple):  # _STOP
                 return
             try:
                 self._handle(item)

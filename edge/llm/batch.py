@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass, field
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -53,7 +54,7 @@ def _assemble(n: int, token: np.ndarray | None, embd: np.ndarray | None, pos: np
               seq_id: int, output: str) -> PreparedBatch:
     n_seq, ids, ptrs = _seq_arrays(n, seq_id)
     flags = _output_flags(n, output)
-    struct = llama_cpp.llama_batch()
+    struct: Any = llama_cpp.llama_batch()  # Any: llama_cpp annotates its pointer fields as arrays
     struct.n_tokens = n
     struct.token = token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token)) if token is not None else None
     struct.embd = embd.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) if embd is not None else None

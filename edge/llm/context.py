@@ -96,7 +96,8 @@ class LlamaContext:
         self._has_logits = False
         # Generation evaluates one token per step: reuse one prepared batch instead of building
         # seven small arrays each time (the per-token Python overhead is what a decode loop adds).
-        self._single = batches.token_batch(np.zeros(1, np.int32), np.zeros(1, np.int32), SEQ, "last")
+        self._single_token, self._single_pos = np.zeros(1, np.int32), np.zeros(1, np.int32)
+        self._single = batches.token_batch(self._single_token, self._single_pos, SEQ, "last")
         self._logits_view: tuple[int, np.ndarray] | None = None  # (address, view) of the last logits row
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -174,8 +175,8 @@ class LlamaContext:
             raise LlamaError(f"token id out of range [0, {self.model.n_vocab}): {token}")
         self._room_for(1)
         self._check_deadline(deadline, "one text token")
-        self._single.token[0] = token
-        self._single.pos[0] = self.next_pos
+        self._single_token[0] = token
+        self._single_pos[0] = self.next_pos
         batches.decode(self.ptr, self._single)
         self.next_pos += 1
         self.n_tokens += 1

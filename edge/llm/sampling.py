@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import llama_cpp
 
@@ -47,9 +47,10 @@ class GreedySampler:
         # One reusable candidate for the "is the argmax allowed?" probe.
         # Pointer and byref made once: the probe runs every token, and building them costs more
         # than the grammar's answer for a single candidate.
-        self._probe = llama_cpp.llama_token_data()
+        # Any: llama_cpp annotates the C structs' pointer fields as arrays.
+        self._probe: Any = llama_cpp.llama_token_data()
         self._probe_pointer = ctypes.pointer(self._probe)
-        self._probe_array = llama_cpp.llama_token_data_array(
+        self._probe_array: Any = llama_cpp.llama_token_data_array(
             data=self._probe_pointer, size=1, selected=-1, sorted=False)
         self._probe_ref = ctypes.byref(self._probe_array)
 

@@ -22,10 +22,36 @@ class BackendChoice:
     reason: str
 
 
+def tensorrt_plans(manifest: BundleManifest, precision: str) -> list[VisionArtifact]:
+    """The adopted TensorRT plans in the order `auto` tries them: INT8 before fp16."""
+    plans = manifest.adopted_vision("tensorrt")
+    if precision != "auto":
+        plans = [p for p in plans if p.precision == precision]
+    return sorted(plans, key=lambda p: p.precision != "int8")
+
+
+def onnx_precision(manifest: BundleManifest, precision: str) -> str:
+    """The ONNX model a precision setting means: no fp16 ONNX (fp16 falls back as auto); auto takes
+    INT8 when calibration adopted it, else fp32."""
+    if precision == "fp16":
+        precision = "auto"
+    if precision == "auto":
+        return "int8" if any(a.precision == "int8" for a in manifest.adopted_vision("onnx")) else "fp32"
+    return precision
+
+
+def vision_candidates(manifest: BundleManifest, backend: str = "auto", precision: str = "auto") -> list[VisionArtifact]:
+    """The adopted artifacts `select_backend` would try for these settings, best first."""
+    candidates = tensorrt_plans(manifest, precision) if backend in ("auto", "tensorrt") else []
+    if backend in ("auto", "onnxruntime"):
+        wanted = onnx_precision(manifest, precision)
+        candidates += [a for a in manifest.adopted_vision("onnx") if a.precision == wanted][:1]
+    return candidates
+
+
 def _pick_onnx(manifest: BundleManifest, precision: str) -> tuple[VisionArtifact, str]:
     onnx = {a.precision: a for a in manifest.adopted_vision("onnx")}
-    if precision == "auto":
-        precision = "int8" if "int8" in onnx else "fp32"
+    precision = onnx_precision(manifest, precision)
     if precision not in onnx:
         raise VisionBackendError(
             f"the bundle has no adopted ONNX {precision} vision model (has: {sorted(onnx) or 'none'})"
@@ -34,9 +60,7 @@ def _pick_onnx(manifest: BundleManifest, precision: str) -> tuple[VisionArtifact
 
 
 def _try_tensorrt(bundle_dir: Path, manifest: BundleManifest, config: VisionConfig) -> tuple[VisionBackend | None, str]:
-    plans = manifest.adopted_vision("tensorrt")
-    if config.precision not in ("auto",):
-        plans = [p for p in plans if p.precision == config.precision]
+    plans = tensorrt_plans(manifest, config.precision)
     if not plans:
         return None, "no TensorRT plan in the bundle"
     try:
@@ -44,8 +68,7 @@ def _try_tensorrt(bundle_dir: Path, manifest: BundleManifest, config: VisionConf
     except ImportError as exc:
         return None, f"TensorRT backend unavailable ({exc})"
     reasons = []
-    # Prefer INT8 over fp16 when both exist and the config leaves it open.
-    for plan in sorted(plans, key=lambda p: p.precision != "int8"):
+    for plan in plans:
         try:
             return trt_backend.TensorRTBackend(bundle_dir, plan), f"TensorRT {plan.precision} plan matches this GPU"
         except VisionBackendError as exc:
@@ -66,8 +89,7 @@ def select_backend(bundle_dir: Path, manifest: BundleManifest, config: VisionCon
             return BackendChoice(backend, trt_reason)
         if config.backend == "tensorrt":
             raise VisionBackendError(f"vision.backend=tensorrt but it cannot run here: {trt_reason}")
-    precision = "auto" if config.precision == "fp16" else config.precision
-    artifact, what = _pick_onnx(manifest, precision)
+    artifact, what = _pick_onnx(manifest, config.precision)
     threads = config.threads or len(cpus)
     backend = OnnxRuntimeBackend(bundle_dir, artifact, threads=threads, spin=config.spin)
     reason = f"{what} on {backend.provider}"

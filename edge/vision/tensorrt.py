@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +143,7 @@ class _PinnedHost:
         self.nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         self.ptr = int(cuda_call(cudart, cudart.cudaMallocHost(self.nbytes)))
         raw = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
-        self.array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+        self.array = np.frombuffer(memoryview(raw), dtype=dtype).reshape(shape)
 
 
 class TensorRTBackend(VisionBackend):
@@ -153,8 +154,8 @@ class TensorRTBackend(VisionBackend):
         self.name = f"tensorrt/{artifact.precision}"
         self._device_buffers: list[int] = []
         self._pinned: list[_PinnedHost] = []
-        self._stream = None
-        self._cudart = None
+        self._stream: Any = None
+        self._cudart: Any = None  # cuda-python's runtime module
         # FIRST: is this plan for this machine? (Never deserialize a foreign plan: at best it fails,
         # at worst it runs kernels tuned for another GPU.)
         gpu_name, capability = current_gpu(device)

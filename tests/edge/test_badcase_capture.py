@@ -20,13 +20,13 @@ from edge.drivelog.replay import replay_log
 from edge.feeds import SimClock, SteppedFeed
 from edge.messages import Feedback, MetaAction
 from edge.runtime import running_loop
-from sim.replay import replay_config, replay_scene
+from sim.replay import ReplayOptions, replay_config, replay_scene
 from sim.scene import render_scene
 
 pytestmark = pytest.mark.slow
 
 FAST = ["decoder.max_tokens=40", "decoder.threads=1", "record.image_format='png'"]
-EDGE = [sys.executable, "-m", "edge.cli"]
+EDGE = [sys.executable, "-m", "edge_cli"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def turn_scene(tmp_path_factory):
 def capture_scene(bundle, scene, folder: Path, *sets: str):
     config = replay_config(bundle, overrides=[*FAST, f"capture.dir={str(folder)!r}", "capture.before_s=1",
                                               "capture.after_s=1", *sets])
-    return replay_scene(bundle, scene.video, scene.nav, mode="lockstep", config=config, annotate=False)
+    return replay_scene(bundle, scene.video, scene.nav, None,
+                        ReplayOptions(mode="lockstep", annotate=False), config=config)
 
 
 def index(folder: Path) -> list[dict]:
@@ -145,14 +146,15 @@ def test_a_labelled_capture_is_a_scene_edge_eval_takes(turn_scene, tmp_path):
     """Capture -> `edge capture scene` -> labels.jsonl (here: the template, i.e. what the runtime said)
     -> `edge eval`: the replay of the scene at the recording's interval gives the same actions."""
     from edge.manifest import load_bundle
-    from export.train.default import ensure_default_bundle
-    from export.train.eval import bundle_combos, evaluate
+    from train.default import ensure_default_bundle
+    from train.eval import bundle_combos, evaluate
 
     bundle = ensure_default_bundle(progress=False)
     folder = tmp_path / "captures"
     config = replay_config(bundle, overrides=["decoder.threads=1", f"capture.dir={str(folder)!r}",
                                               "capture.verdicts=['ok', 'degraded']", "capture.after_s=3"])
-    result = replay_scene(bundle, turn_scene.video, turn_scene.nav, mode="lockstep", config=config, annotate=False)
+    result = replay_scene(bundle, turn_scene.video, turn_scene.nav, None,
+                          ReplayOptions(mode="lockstep", annotate=False), config=config)
     segment = folder / index(folder)[0]["file"]
     scene = tmp_path / "scenes" / "capture1"
     run = subprocess.run([*EDGE, "capture", "scene", str(segment), "--out", str(scene)], capture_output=True, text=True)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_contention_report_has_every_case_and_the_target_ratios(tiny_bundle, drive_videos, tmp_path):
     out = tmp_path / "c.json"
     done = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "bench", "contention", "--bundle", str(tiny_bundle),
+        [sys.executable, "-m", "edge_cli", "bench", "contention", "--bundle", str(tiny_bundle),
          "--video", str(drive_videos[0]), "--cycles", "3", "--rounds", "1", "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )

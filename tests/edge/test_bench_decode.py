@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edge.bench.decode import DecodeBenchSettings, run_decode_bench
-from edge.cli import main as edge_main
+from edge_cli.main import main as edge_main
 
 PROMPT_TOKENS = 40
 GEN_TOKENS = 8

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edge.bench.loop import LoopBenchSettings, run_loop_bench
-from edge.cli import main as edge_main
+from edge_cli.main import main as edge_main
 
 CYCLES = 3
 REPORTED_STAGES = ("preprocess", "encode", "prefill", "decode", "publish", "total")

@@ -65,7 +65,7 @@ def test_liveness_follows_the_heartbeat(zmq_context):
 def test_edge_listen_prints_json_lines(zmq_context):
     pub = Publisher("tcp://127.0.0.1:*", context=zmq_context)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "listen", pub.endpoint, "--json", "--count", "3", "--timeout-s", "30"],
+        [sys.executable, "-m", "edge_cli", "listen", pub.endpoint, "--json", "--count", "3", "--timeout-s", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 30

@@ -63,7 +63,7 @@ def test_bad_toml_and_missing_file(tmp_path):
 def test_cli_fails_fast_with_nonzero_exit(tmp_path):
     path = write(tmp_path, "[camera]\ninterval_ms = 0\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "config", "--config", str(path)],
+        [sys.executable, "-m", "edge_cli", "config", "--config", str(path)],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2

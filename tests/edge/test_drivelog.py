@@ -18,18 +18,18 @@ from edge.commands.replay import replay_config_for
 from edge.drivelog.reader import DriveLogError, read_drive_log
 from edge.drivelog.replay import replay_log
 from edge.messages import TOPIC_STATUS
-from sim.replay import replay_config, replay_scene
+from sim.replay import ReplayOptions, replay_config, replay_scene
 from sim.scene import render_scene
 
 pytestmark = pytest.mark.slow
 
 FAST = ["decoder.max_tokens=40", "decoder.threads=1"]
-EDGE = [sys.executable, "-m", "edge.cli"]
+EDGE = [sys.executable, "-m", "edge_cli"]
 
 
 @pytest.fixture(scope="module")
 def default_bundle() -> Path:
-    from export.train.default import ensure_default_bundle
+    from train.default import ensure_default_bundle
 
     return ensure_default_bundle(progress=False)
 
@@ -42,8 +42,8 @@ def turn_scene(tmp_path_factory):
 
 def record_scene(bundle: Path, scene, folder: Path, *sets: str, max_cycles: int | None = None):
     config = replay_config(bundle, overrides=[*FAST, f"record.dir={str(folder)!r}", *sets])
-    return replay_scene(bundle, scene.video, scene.nav, mode="lockstep", config=config, max_cycles=max_cycles,
-                        annotate=False)
+    return replay_scene(bundle, scene.video, scene.nav, None,
+                        ReplayOptions(mode="lockstep", max_cycles=max_cycles, annotate=False), config=config)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_edge_run_records_and_a_full_disk_stops_the_recording_not_the_loop(tiny_
     code = (
         "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
         "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)); "
-        "from edge.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from edge_cli.main import main; sys.exit(main(sys.argv[1:]))"
     )
     planner = Subscriber(publish, [TOPIC_STATUS])  # connects before the runtime binds; ZeroMQ retries
     try:

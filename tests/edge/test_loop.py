@@ -238,3 +238,20 @@ def test_advice_text_parses_with_the_grammar_contract(models):
     assert result.stop == "eog", result.text
     advice = parse_advice(result.text)
     assert advice.rationale == ""  # degraded: the grammar without rationale
+
+
+def test_a_publish_over_its_budget_counts_as_a_miss(models, tiny_bundle, drive_videos):
+    """publish_ms is timed through the send and checked after it: the advice is already out, so
+    it raises the degrade level instead of changing that advice's verdict."""
+    levels = {}
+    for publish_ms in (60000, 0.000001):
+        config = loop_config(tiny_bundle, **{"budgets.publish_ms": publish_ms, "budgets.degrade_after_misses": 2})
+        feed, clock = stepped_feed(drive_videos[0])
+        with running_loop(config, models=models, feed=feed, clock=clock, enforce_deadlines=True) as loop:
+            outcomes = []
+            loop.run(max_cycles=3, on_cycle=outcomes.append)
+        assert all(o.stages_ms["publish_ms"] > o.advice.stages.publish_ms > 0 for o in outcomes)
+        assert loop.telemetry.stage_stats()["publish"].n == 3
+        levels[publish_ms] = [o.advice.degrade_level for o in outcomes]
+    assert levels[60000] == [0, 0, 0]
+    assert levels[0.000001] == [0, 0, 1]  # two misses in a row, then the third cycle degraded

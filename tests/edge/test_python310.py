@@ -13,8 +13,6 @@ import pytest
 import edge
 
 REPO = Path(__file__).resolve().parents[2]
-# edge.bench.preprocess and edge.cli reach the workstation packages (torch, onnx); the device image
-# does not carry those, but its Python must still import everything else.
 MODULES = sorted(m.name for m in pkgutil.walk_packages(edge.__path__, "edge."))
 
 IMPORT_WITHOUT_TOMLLIB = """

@@ -29,7 +29,7 @@ GENEROUS = [
 
 
 def edge(*args: str) -> list[str]:
-    return [sys.executable, "-m", "edge.cli", *args]
+    return [sys.executable, "-m", "edge_cli", *args]
 
 
 def test_edge_run_publishes_advice_that_edge_listen_receives(tiny_bundle, drive_videos, tmp_path):

@@ -145,10 +145,11 @@ def test_real_engine_matches_onnx_runtime(tiny_vision_bundle, tmp_path, precisio
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_vision_bundle, bundle)
     if precision == "int8":
-        from calib.calibrate import calibrate_bundle
+        from calib.calibrate import CalibrationOptions, calibrate_bundle
 
         video = _synthetic_video(tmp_path / "drive.mp4")
-        calibrate_bundle(bundle, [video], clips=4, heldout=2, force=True, progress=False, log=lambda _: None)
+        calibrate_bundle(bundle, [video], CalibrationOptions(clips=4, heldout=2, force=True, progress=False,
+                                                           log=lambda _: None))
     plan = build_engine(bundle, precision, workspace_gb=2.0, log=lambda _: None)
     manifest, bundle_dir = load_bundle(bundle)
     assert plan.built_for["gpu_name"] == current_gpu()[0]

@@ -79,9 +79,10 @@ def test_bundle_at_real_widths_verifies_against_transformers(full_dims_bundle):
 
 
 def test_the_runtime_runs_cycles_on_it(full_dims_bundle, drive_videos):
-    from sim.replay import replay_scene
+    from sim.replay import ReplayOptions, replay_scene
 
-    result = replay_scene(full_dims_bundle, drive_videos[0], max_cycles=2, decoder_quant="q4_k_m", annotate=False)
+    result = replay_scene(full_dims_bundle, drive_videos[0],
+                          options=ReplayOptions(max_cycles=2, decoder_quant="q4_k_m", annotate=False))
     assert len(result.outcomes) == 2
     for outcome in result.outcomes:
         # Random weights write long grammar-valid strings that max_tokens cuts (no advice, said so);

@@ -43,7 +43,7 @@ def no_ray_process_left_behind():
 
 @pytest.fixture(scope="session")
 def default_bundle() -> Path:
-    from export.train.default import ensure_default_bundle
+    from train.default import ensure_default_bundle
 
     return ensure_default_bundle(progress=False)
 

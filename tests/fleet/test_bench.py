@@ -11,7 +11,7 @@ from tests.fleet.conftest import SCENARIOS
 
 
 def test_fleet_bench_writes_medians_ratios_and_load(default_bundle, drives_root, tmp_path):
-    from edge.cli import main
+    from edge_cli.main import main
 
     root = tmp_path / "drives"
     shutil.copytree(drives_root / SCENARIOS[0], root / SCENARIOS[0])

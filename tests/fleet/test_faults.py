@@ -68,8 +68,8 @@ def test_a_worker_with_a_tampered_bundle_reports_it_per_drive(default_bundle, dr
     import shutil
 
     from edge.manifest import load_bundle
-    from export.train.dataset import find_scenes
     from fleet.worker import ReplayWorker
+    from train.dataset import find_scenes
 
     copy = tmp_path / "bundle"
     shutil.copytree(default_bundle, copy)
@@ -88,7 +88,7 @@ def test_a_worker_with_a_tampered_bundle_reports_it_per_drive(default_bundle, dr
 
 def test_ctrl_c_stops_the_run_and_writes_what_finished(default_bundle, drives_root, tmp_path):
     out = tmp_path / "fleet.json"
-    command = [sys.executable, "-m", "edge.cli", "fleet", "eval", "--scenes", str(drives_root), "--bundle",
+    command = [sys.executable, "-m", "edge_cli", "fleet", "eval", "--scenes", str(drives_root), "--bundle",
                str(default_bundle), "--out", str(out), "--workers", "1", "--precision", COMBOS[0]]
     # Its own session, as a terminal's foreground job: Ctrl-C reaches the whole group, Ray's daemons too.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -112,8 +112,8 @@ def test_bad_input_is_reported_per_drive_and_the_run_goes_on(damage, drives_root
     """Each damaged drive fails in the worker's check with its reason, before any model runs."""
     import shutil
 
-    from export.train.dataset import find_scenes
     from fleet.drives import DriveError, check_drive, find_drives
+    from train.dataset import find_scenes
 
     drive_dir = tmp_path / "drives" / "broken"
     shutil.copytree(drives_root / SCENARIOS[0], drive_dir)

@@ -11,8 +11,8 @@ COMBOS = ["int8+q4_k_m"]  # what ships; the reference (fp32+f16) is always run b
 
 
 def test_fleet_eval_matches_edge_eval_cycle_by_cycle(default_bundle, drives_root, tmp_path):
-    from export.train.eval import evaluate
     from fleet.driver import FleetOptions, run_fleet
+    from train.eval import evaluate
 
     sequential = evaluate(default_bundle, drives_root, tmp_path / "eval.json", combos=COMBOS, progress=None)
     out = tmp_path / "fleet.json"

@@ -9,7 +9,7 @@ import cv2
 import pytest
 
 from edge.runtime import load_model_parts
-from sim.replay import replay_config, replay_scene
+from sim.replay import ReplayOptions, replay_config, replay_scene
 from sim.scene import render_scene
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,8 @@ def timing_free(advice):
 def test_lockstep_replay_is_deterministic(tiny_bundle, models, scene, tmp_path):
     config = replay_config(tiny_bundle, overrides=FAST)
     runs = [
-        replay_scene(tiny_bundle, scene.video, scene.nav, scene.labels, mode="lockstep", config=config, models=models)
+        replay_scene(tiny_bundle, scene.video, scene.nav, scene.labels, ReplayOptions(mode="lockstep"),
+                     config=config, models=models)
         for _ in range(2)
     ]
     first, second = (timing_free(r.advice) for r in runs)
@@ -68,8 +69,8 @@ def test_lockstep_replay_does_not_depend_on_how_busy_the_machine_is(tiny_bundle,
     skips no clip and shortens no answer, so the advice is the one a quiet machine gives."""
     hopeless = [f"budgets.{stage}_ms=0.001" for stage in ("preprocess", "encode", "prefill", "decode", "total")]
     quiet, busy = (
-        replay_scene(tiny_bundle, scene.video, scene.nav, None, mode="lockstep", models=models,
-                     config=replay_config(tiny_bundle, overrides=[*FAST, *extra]))
+        replay_scene(tiny_bundle, scene.video, scene.nav, None, ReplayOptions(mode="lockstep"),
+                     models=models, config=replay_config(tiny_bundle, overrides=[*FAST, *extra]))
         for extra in ([], hopeless)
     )
     assert busy.video_times_ms == quiet.video_times_ms == [1500.0, 2000.0, 2500.0, 3000.0, 3500.0]
@@ -80,7 +81,8 @@ def test_lockstep_replay_does_not_depend_on_how_busy_the_machine_is(tiny_bundle,
 
 def test_realtime_replay_keeps_pace_with_the_video(tiny_bundle, models, scene):
     config = replay_config(tiny_bundle, overrides=FAST)
-    result = replay_scene(tiny_bundle, scene.video, mode="realtime", speed=1.0, config=config, models=models)
+    result = replay_scene(tiny_bundle, scene.video, options=ReplayOptions(mode="realtime", speed=1.0),
+                          config=config, models=models)
     assert len(result.advice) >= 2
     first, last = result.advice[0], result.advice[-1]
     video_span_ms = result.video_times_ms[-1] - result.video_times_ms[0]
@@ -96,7 +98,8 @@ def test_every_real_drive_video_replays_to_a_clean_end(tiny_bundle, models, driv
         claimed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = capture.get(cv2.CAP_PROP_FPS)
         capture.release()
-        result = replay_scene(tiny_bundle, video, mode="lockstep", config=config, models=models)
+        result = replay_scene(tiny_bundle, video, options=ReplayOptions(mode="lockstep"), config=config,
+                              models=models)
         # One clip per second once four samples exist; the end is where decoding stops, not the header.
         assert result.video_duration_ms is not None
         assert result.video_duration_ms <= claimed * 1000 / fps
@@ -140,8 +143,8 @@ def assert_video_shows_the_advice(path, report, result):
 def test_report_files_are_written_and_images_are_real(tiny_bundle, models, scene, tmp_path):
     out = tmp_path / "report"
     config = replay_config(tiny_bundle, overrides=FAST, audit_path=out / "audit.jsonl")
-    result = replay_scene(tiny_bundle, scene.video, scene.nav, scene.labels, mode="lockstep", config=config,
-                          models=models, out_dir=out)
+    result = replay_scene(tiny_bundle, scene.video, scene.nav, scene.labels, ReplayOptions(mode="lockstep"),
+                          config=config, models=models, out_dir=out)
     report = json.loads((out / "report.json").read_text())
     assert report["advice_count"] == len(result.advice)
     assert report["lost_cycles"] == []  # every published advice reached the recording planner

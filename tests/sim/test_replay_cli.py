@@ -20,7 +20,7 @@ FAST = ["--set", "decoder.threads=1", "--set", "decoder.max_tokens=40"]
 
 
 def edge(*args: str) -> list[str]:
-    return [sys.executable, "-m", "edge.cli", *args]
+    return [sys.executable, "-m", "edge_cli", *args]
 
 
 def free_port() -> int:

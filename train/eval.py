@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.manifest import BundleManifest, load_bundle
-from export.train.dataset import Scene, find_scenes
 from sim.labels import LabelWindow, load_labels, window_at
+from train.dataset import Scene, find_scenes
 
 if TYPE_CHECKING:
     from sim.replay import ReplayResult
@@ -88,11 +88,11 @@ def judge_cycles(result: ReplayResult, windows: list[LabelWindow]
 
 
 def run_scene(bundle_dir: Path, scene: Scene, config, models) -> SceneRun:
-    from sim.replay import replay_scene
+    from sim.replay import ReplayOptions, replay_scene
 
     started = time.monotonic()
-    result = replay_scene(bundle_dir, scene.video, scene.nav, None, mode="lockstep", config=config, models=models,
-                          annotate=False)
+    result = replay_scene(bundle_dir, scene.video, scene.nav, None,
+                          ReplayOptions(mode="lockstep", annotate=False), config=config, models=models)
     actions, times, correct, lost = judge_cycles(result, load_labels(scene.labels))
     return SceneRun(scene, actions, times, correct, time.monotonic() - started, lost)
 
@@ -200,7 +200,7 @@ def evaluate(
     from sim.replay import replay_config
 
     if bundle is None:
-        from export.train.default import ensure_default_bundle
+        from train.default import ensure_default_bundle
 
         bundle = ensure_default_bundle()
     manifest, bundle_dir = load_bundle(bundle)

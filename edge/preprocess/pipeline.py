@@ -1,45 +1,9 @@
-"""Camera frames -> the vision encoder's `pixel_values`, without the transformers processor.
+"""The prepared-frame pipeline: camera frames -> the encoder's input for the bundle's fixed profile.
 
-The transformers Qwen2-VL/Qwen3-VL processor spends tens of milliseconds per HD frame on a CPU;
-this does the same job for the bundle's fixed camera profile in a few milliseconds:
-
-1. resize each frame to the profile (centre-crop to the profile's aspect, or letterbox), with
-   INTER_AREA when downscaling (the OpenCV filter closest to PIL's antialiased bicubic);
-2. BGR -> RGB, rescale (x * 1/255) and normalise ((x - mean) / std);
-3. patchify into the processor's exact layout: rows `[grid_t * grid_h * grid_w]` in merge-window
-   order (t, h-block, w-block, h-in-block, w-in-block), columns `[3 * temporal * 16 * 16]` ordered
-   (channel, temporal, py, px); consecutive frames of a clip form the temporal pairs.
-
-Steps 2+3 are fused: a uint8 transpose into patch order (4x cheaper than moving float32), then
-one table lookup per value (cv2.LUT, uint8 -> float32). The 256-entry table per channel is
-computed with the processor's own arithmetic (float64 rescale cast to float32, then float32
-(x - mean) / std), so the result is bit-identical to transformers, not merely close.
-
-Encoders whose input is uint8 levels (`VisionArtifact.input_dtype == "uint8"`) normalise in their
-own graph; with `pixel_format="uint8"` step 2 stops after the transpose and the clip is a quarter of
-the bytes: no table lookup, and assembling the clip copies 1.4 MB instead of 5.5 MB at 448x256 x 4
-frames. `normalize_levels` gives the float32 values from those levels, bit-identical to the float32
-path.
-
-Encoders that take whole frames (`VisionArtifact.input_layout == "frames"`, what `edge export
-bundle` writes) also cut the patches themselves: with `pixel_format="frames"` steps 2 and 3 are
-gone, and a frame is resized and split into its RGB planes (`[frames, 3, H, W]` uint8, one SIMD
-pass, the BGR -> RGB swap included). `patch_layout` maps such frames to the processor's rows.
-
-Consecutive clips share all but one frame (the sampler's ring slides by one sample), so resized
-frames are cached by frame object: in steady state each frame is resized once, not
-`frames_per_clip` times. All buffers are allocated once; the returned array is reused by the
-next call (the encoder consumes it before then).
-
-Pipelining (openpilot's camerad/modeld split): `prepare_frame` resizes AND normalises one frame
-into its own patch-ordered float32 block when the capture thread samples it, concurrently with
-the previous cycle's decoding; `preprocess_clip(frames, frame_ids)` then only assembles the clip
-from prepared blocks (one strided copy per frame). Normalising is elementwise, so normalising
-each frame on its own and copying it into its temporal slot gives bit-identical output.
-The capture thread goes one step further: after preparing a frame it assembles the clip its last
-`frames_per_clip` prepared frames form, which is the clip the loop asks for next when the sampler
-feeds it, so the cycle usually just takes that array (no copy at all). Three output buffers
-rotate so that one being written, one ready and one the loop holds never collide.
+Consecutive clips share all but one frame, so frames are resized once (cached by frame object), and
+the capture thread prepares each sampled frame, and the clip it completes, while the loop decodes
+the previous one (`prepare_frame`); a cycle then only takes or assembles that clip. Buffers are
+allocated once and the returned array is reused by the next call.
 """
 
 from __future__ import annotations
@@ -47,72 +11,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import cv2
 import numpy as np
 
 from edge.manifest import CameraProfile, Normalization, vision_input_shape
+from edge.preprocess.layout import PIXEL_FORMATS, PixelFormat, normalization_lut
+from edge.preprocess.resize import ResizeFilter, ResizeMode, check_frame, resize
 
-ResizeMode = Literal["crop", "letterbox"]
-ResizeFilter = Literal["area", "fast"]
 ColorOrder = Literal["bgr", "rgb"]
-# float32: normalised patch rows (the HF processor's pixel_values); uint8: the same rows as levels;
-# frames: uint8 RGB planes [frames, 3, H, W] (the encoder patchifies and normalises).
-PixelFormat = Literal["float32", "uint8", "frames"]
-PIXEL_FORMATS = ("float32", "uint8", "frames")
-
-
-def normalization_lut(normalization: Normalization) -> np.ndarray:
-    """float32 [3, 256]: the normalised value of every uint8 level per RGB channel."""
-    levels = np.arange(256, dtype=np.uint8)
-    # Same operations, same dtypes, same order as transformers' rescale() and normalize().
-    rescaled = (levels.astype(np.float64) * normalization.rescale_factor).astype(np.float32)
-    mean = np.asarray(normalization.mean, dtype=np.float32)
-    std = np.asarray(normalization.std, dtype=np.float32)
-    return ((rescaled[None, :] - mean[:, None]) / std[:, None]).astype(np.float32)
-
-
-def normalize_levels(levels: np.ndarray, normalization: Normalization) -> np.ndarray:
-    """uint8 levels `[rows, 3 * temporal * p * p]` (the uint8 pixel format) -> the float32 pixel
-    values the transformers processor gives for the same resized frames (columns are channel-major,
-    so each third of a row is one channel)."""
-    if levels.dtype != np.uint8 or levels.ndim != 2 or levels.shape[1] % 3:
-        raise ValueError(f"expected uint8 [rows, 3 * k] levels, got {levels.dtype} {list(levels.shape)}")
-    lut = normalization_lut(normalization)
-    rows, width = levels.shape[0], levels.shape[1] // 3
-    return lut[np.arange(3)[None, :, None], levels.reshape(rows, 3, width)].reshape(levels.shape)
-
-
-def channel_scale_offset(normalization: Normalization) -> tuple[np.ndarray, np.ndarray]:
-    """Per-RGB-channel float32 (scale, offset) with level * scale + offset = (level * rescale - mean)
-    / std: what a graph that takes uint8 levels applies first. Within one float32 ulp of the
-    processor's arithmetic."""
-    rescale = np.float64(normalization.rescale_factor)
-    mean = np.asarray(normalization.mean, dtype=np.float64)
-    std = np.asarray(normalization.std, dtype=np.float64)
-    return (rescale / std).astype(np.float32), (-mean / std).astype(np.float32)
-
-
-def levels_scale_offset(normalization: Normalization, patch_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """`channel_scale_offset` per patch column (columns are channel-major: each third of a patch
-    row is one channel)."""
-    scale, offset = channel_scale_offset(normalization)
-    return np.repeat(scale, patch_dim // 3), np.repeat(offset, patch_dim // 3)
-
-
-def patch_layout(frames: np.ndarray, patch: int = 16, temporal: int = 2, merge: int = 2) -> np.ndarray:
-    """Frames `(T, 3, H, W)` of any dtype -> the processor's patch rows `(grid_t * grid_h * grid_w,
-    3 * temporal * patch * patch)`, same dtype (the last frame repeated to fill a partial temporal
-    patch). What a frames-layout encoder does inside its graph, in numpy."""
-    t, c, h, w = frames.shape
-    if t % temporal:
-        frames = np.concatenate([frames, np.repeat(frames[-1:], temporal - t % temporal, axis=0)])
-        t = frames.shape[0]
-    gt, gh, gw = t // temporal, h // patch, w // patch
-    x = frames.reshape(gt, temporal, c, gh // merge, merge, patch, gw // merge, merge, patch)
-    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
-    return np.ascontiguousarray(x.reshape(gt * gh * gw, c * temporal * patch * patch))
 
 
 class Preprocessor:
@@ -158,8 +66,8 @@ class Preprocessor:
         self.resize_filter = resize_filter
         self.input_order = input_order
         if pad_value is None:
-            pad_rgb = tuple(round(m / normalization.rescale_factor) for m in normalization.mean)
-            pad_value = pad_rgb[::-1] if input_order == "bgr" else pad_rgb
+            r, g, b = (round(m / normalization.rescale_factor) for m in normalization.mean)
+            pad_value = (b, g, r) if input_order == "bgr" else (r, g, b)
         self.pad_value = tuple(int(v) for v in pad_value)
         lut = normalization_lut(normalization)
         # cv2.LUT wants a [256, 1] table per call; one call covers all channels when they agree
@@ -196,7 +104,7 @@ class Preprocessor:
         self.prepared_hits = 0  # clip frames taken ready from the cache (telemetry, tests)
         # Clip outputs for the frame-id path: [busy by a writer | ready (speculative) | held by
         # the loop until its next call]; all bookkeeping under `_prepared_lock`.
-        self._clip_outs = [np.empty(self._clip_shape, dtype=self._clip_dtype) for _ in range(3)]
+        self._clip_outs: list[np.ndarray] = [np.empty(self._clip_shape, dtype=self._clip_dtype) for _ in range(3)]
         self._outs_busy: set[int] = set()
         self._out_held: int | None = None
         self._ready: tuple[tuple[int, ...], tuple[np.ndarray, ...], int] | None = None  # ids, images, out
@@ -231,7 +139,7 @@ class Preprocessor:
 
     def resize_into(self, frame: np.ndarray, dst: np.ndarray) -> None:
         """Resize one frame to the profile into `dst` (uint8 [H, W, 3]), keeping channel order."""
-        _check_frame(frame)
+        check_frame(frame)
         height, width = self.profile.height, self.profile.width
         fh, fw = frame.shape[:2]
         if (fh, fw) == (height, width):
@@ -247,14 +155,14 @@ class Preprocessor:
                 ch = max(1, round(fw * height / width))
                 y0 = (fh - ch) // 2
                 src = frame[y0 : y0 + ch]
-            _resize(src, dst, self.resize_filter)
+            resize(src, dst, self.resize_filter)
             return
         scale = min(width / fw, height / fh)
         nw = min(width, max(1, round(fw * scale)))
         nh = min(height, max(1, round(fh * scale)))
         x0, y0 = (width - nw) // 2, (height - nh) // 2
         dst[...] = self.pad_value
-        _resize(frame, dst[y0 : y0 + nh, x0 : x0 + nw], self.resize_filter)
+        resize(frame, dst[y0 : y0 + nh, x0 : x0 + nw], self.resize_filter)
 
     def resized(self, frame: np.ndarray) -> np.ndarray:
         """The frame resized to the profile (uint8 [H, W, 3]); cached per frame object. The
@@ -346,7 +254,7 @@ class Preprocessor:
                     self._outs_busy.discard(target)
                 return
         try:
-            self._assemble_into(blocks, self._clip_outs[target])  # type: ignore[arg-type]
+            self._assemble_into(cast(list[np.ndarray], blocks), self._clip_outs[target])  # none is None: checked
             with self._prepared_lock:
                 self._ready = (tuple(i for i, _ in recent), tuple(image for _, image in recent), target)
         finally:
@@ -566,46 +474,8 @@ class Preprocessor:
         return frames
 
 
-def _check_frame(frame: np.ndarray) -> None:
-    if not isinstance(frame, np.ndarray):
-        raise TypeError(f"a frame must be a numpy array, got {type(frame).__name__}")
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"a frame must be uint8 [H, W, 3], got {frame.dtype} {list(frame.shape)}")
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise ValueError(f"a frame must not be empty, got shape {list(frame.shape)}")
-
-
 def _lookup(src: np.ndarray, lut: np.ndarray, dst: np.ndarray) -> None:
     """dst = lut[src] (uint8 -> float32) in place, for 2-D views with contiguous rows."""
     result = cv2.LUT(src, lut, dst=dst)
-    if not np.shares_memory(result, dst):
-        np.copyto(dst, result)
-
-
-def _resize(src: np.ndarray, dst: np.ndarray, resize_filter: ResizeFilter) -> None:
-    """Resize `src` to `dst`'s size into `dst`."""
-    h, w = dst.shape[:2]
-    sh, sw = src.shape[:2]
-    if sh <= h and sw <= w:
-        _resize_to(src, dst, cv2.INTER_CUBIC)  # upscaling: INTER_AREA would be plain bilinear
-        return
-    if resize_filter == "area":
-        _resize_to(src, dst, cv2.INTER_AREA)
-        return
-    # "fast": OpenCV's INTER_AREA runs a SIMD 2x2 box average for an exact factor of 2 but a slow
-    # generic path for fractional factors (~10x slower on an HD frame). So: halve with the box
-    # while the frame is >= 4x the target, a bilinear step (factor < 2: little aliasing) to
-    # exactly twice the target, then one last 2x box average.
-    while sh >= 4 * h and sw >= 4 * w:
-        sh, sw = sh // 2, sw // 2
-        src = cv2.resize(src[: 2 * sh, : 2 * sw], (sw, sh), interpolation=cv2.INTER_AREA)
-    twice = cv2.resize(src, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
-    _resize_to(twice, dst, cv2.INTER_AREA)
-
-
-def _resize_to(src: np.ndarray, dst: np.ndarray, interpolation: int) -> None:
-    h, w = dst.shape[:2]
-    result = cv2.resize(src, (w, h), dst=dst, interpolation=interpolation)
-    # OpenCV writes in place when it can; a strided destination may get a fresh array instead.
     if not np.shares_memory(result, dst):
         np.copyto(dst, result)

@@ -24,7 +24,7 @@ def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-# TrainConfig fields settable from the command line (defaults: export.train.trainer.TrainConfig).
+# TrainConfig fields settable from the command line (defaults: train.trainer.TrainConfig).
 _CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "balance",
                    "balance_by", "mirror_draws", "action_balance", "aux_balance", "train_mergers", "experts_implementation",
                    "threads")
@@ -33,8 +33,8 @@ _CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "visio
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig an `edge train` command line asks for. Options left out keep TrainConfig's
     defaults (one place for them; training.json records all)."""
-    from export.train.mirror import expand_scenarios
-    from export.train.trainer import TrainConfig
+    from train.mirror import expand_scenarios
+    from train.trainer import TrainConfig
 
     given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
     if args.mirror:
@@ -50,13 +50,13 @@ def _loss_summary(losses: list[float], phase: str) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from export.train.dataset import DatasetError
-    from export.train.trainer import train
+    from train.dataset import DatasetError
+    from train.trainer import train
 
     config = config_from_args(args)
     recipe = json.loads(Path(args.recipe).read_text()) if args.recipe else None
     if args.render:
-        from export.train.recipe import RECIPES, render_recipe
+        from train.recipe import RECIPES, render_recipe
 
         chosen = RECIPES[args.render]
         render_recipe(chosen, args.scenes, progress=None if args.no_progress else _to_stderr)
@@ -83,7 +83,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from edge.manifest import BundleError
-    from export.train.dataset import DatasetError
+    from train.dataset import DatasetError
 
     if args.scenes is None and args.gate is None:
         print("edge eval: --scenes is required (or --gate alone, to check a bundle's recorded agreement)",
@@ -100,11 +100,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> dict[str, float | None]:
-    from export.train.eval import evaluate
+    from train.eval import evaluate
 
     progress = None if args.quiet else _to_stderr
     if args.record:
-        from export.train.gate import record_agreement
+        from train.gate import record_agreement
 
         bundle = args.bundle or _default_bundle()
         record = record_agreement(bundle, args.scenes, combos=args.precision, max_scenes=args.max_scenes,
@@ -130,7 +130,7 @@ def _run_eval(args: argparse.Namespace) -> dict[str, float | None]:
 
 
 def _default_bundle() -> Path:
-    from export.train.default import ensure_default_bundle
+    from train.default import ensure_default_bundle
 
     return ensure_default_bundle()
 
@@ -149,7 +149,7 @@ def _recorded_agreement(bundle: Path | None) -> dict[str, float | None]:
 
 
 def _apply_gate(agreement: dict[str, float | None], threshold: float) -> int:
-    from export.train.gate import gate_failures
+    from train.gate import gate_failures
 
     if not agreement:
         print("edge eval: no quantised combination was compared with the reference; nothing to gate", file=sys.stderr)
@@ -165,9 +165,9 @@ def _apply_gate(agreement: dict[str, float | None], threshold: float) -> int:
 def _cmd_probe(args: argparse.Namespace) -> int:
     import torch
 
-    from export.train.dataset import DatasetError, load_dataset
-    from export.train.probe import probe
-    from export.train.trainer import load_start_model
+    from train.dataset import DatasetError, load_dataset
+    from train.probe import probe
+    from train.trainer import load_start_model
 
     if not (args.checkpoint / "config.json").is_file():
         print(f"edge probe: {args.checkpoint} is not a checkpoint folder (no config.json)", file=sys.stderr)

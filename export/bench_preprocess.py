@@ -36,11 +36,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.benchreport import Stats, make_report, ratio, write_report
+from edge.benchreport import Report, Stats, make_report, print_ratios, ratio, write_report
 from edge.manifest import CameraProfile, Normalization
 from edge.preprocess import Preprocessor, normalize_levels, patch_layout
 
-DRIVE_DIR = Path(__file__).resolve().parents[2] / "data" / "drive"
+DRIVE_DIR = Path(__file__).resolve().parents[1] / "data" / "drive"
 QWEN3_VL_NORMALIZATION = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 DEFAULT_PROFILE = CameraProfile(width=448, height=256, frames_per_clip=4)
 
@@ -118,7 +118,7 @@ def run_preprocess_bench(
     videos: list[Path] | None = None,
     resize_filter: str = "fast",
     pixel_format: str = "frames",
-) -> dict[str, object]:
+) -> Report:
     """Measure `clips` HF runs and `clips * ours_per_hf` runs of each of our variants, interleaved.
 
     Variants (ms per clip of `frames_per_clip` frames):
@@ -314,11 +314,10 @@ def run(args: argparse.Namespace) -> int:
         pixel_format=args.pixel_format,
     )
     path = write_report(args.out, report)
-    for name, stats in report["results"].items():  # type: ignore[union-attr]
+    for name, stats in report["results"].items():
         print(
             f"{name:<15} median {stats['median_ms']:.2f} ms  p99 {stats['p99_ms']:.2f} ms  n={stats['n']}  (per clip)"
         )
-    for name, value in report["ratios"].items():  # type: ignore[union-attr]
-        print(f"{name}: {value:.1f}")
+    print_ratios(report["ratios"], digits=1)
     print(f"wrote {path}")
     return 0

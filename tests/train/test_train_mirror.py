@@ -13,10 +13,10 @@ pytest.importorskip("torch")
 
 from edge.grammar import parse_advice
 from edge.messages import MetaAction
-from export.train.dataset import DatasetError, load_dataset
-from export.train.mirror import LANE_EDGE, expand_scenarios, mirrored_prompt, swap_sides, with_mirrored_clips
-from export.train.targets import END_OF_TURN
-from export.train.trainer import balance_group, sample_weights
+from train.dataset import DatasetError, load_dataset
+from train.mirror import LANE_EDGE, expand_scenarios, mirrored_prompt, swap_sides, with_mirrored_clips
+from train.targets import END_OF_TURN
+from train.trainer import balance_group, sample_weights
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +122,8 @@ def test_mirroring_refuses_unknown_scenarios(dataset):
 
 
 def test_mirror_option_reaches_train_config():
-    from edge.cli import build_parser
-    from export.train.cli import config_from_args
+    from edge_cli.main import build_parser
+    from train.cli import config_from_args
 
     args = build_parser().parse_args(["train", "--scenes", "s", "--out", "o", "--mirror", "lane_edge",
                                       "--mirror", "red_light,cyclist_nudge"])
@@ -138,7 +138,7 @@ def test_training_records_the_mirrored_clips(dataset, tmp_path: Path):
     """A whole (tiny) `edge train` run with --mirror: training.json says what was mirrored."""
     import json
 
-    from export.train.trainer import TRAINING_JSON, TrainConfig, train
+    from train.trainer import TRAINING_JSON, TrainConfig, train
 
     root = Path(dataset.scenes[0].folder).parent
     config = TrainConfig(steps=1, batch_size=2, vision_steps=1, vision_batch_size=2, warmup_steps=1,

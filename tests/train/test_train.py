@@ -14,9 +14,9 @@ pytest.importorskip("transformers")
 from edge.grammar import parse_advice
 from edge.messages import Hazard, MetaAction, Urgency
 from edge.prompt import PromptTemplate
-from export.train.dataset import load_dataset
-from export.train.targets import END_OF_TURN, short_rationale, target_action, target_advice, target_text
 from sim.labels import LabelWindow, load_labels
+from train.dataset import load_dataset
+from train.targets import END_OF_TURN, short_rationale, target_action, target_advice, target_text
 
 SCENE_SECONDS = 5.0
 
@@ -97,7 +97,7 @@ def test_examples_follow_the_runtime_sampling(dataset):
 
 
 def test_balancing_by_scenario_and_action_evens_out_each_group(dataset):
-    from export.train.trainer import balance_group, sample_weights
+    from train.trainer import balance_group, sample_weights
 
     def group_mass(p, balance_by):
         mass: dict[tuple[str, ...], float] = {}
@@ -124,7 +124,7 @@ def test_balancing_by_scenario_and_action_evens_out_each_group(dataset):
 
 
 def test_decoder_seed_sets_phase_two_batch_order(dataset):
-    from export.train.trainer import TrainConfig, batch_plan
+    from train.trainer import TrainConfig, batch_plan
 
     plan = {seed: batch_plan(dataset, TrainConfig(seed=seed, steps=6)) for seed in (0, 1)}
     assert plan[0] != plan[1]
@@ -135,7 +135,7 @@ def test_decoder_seed_sets_phase_two_batch_order(dataset):
 def test_validation_and_heldout_scenes_share_no_seed_with_training():
     """Models are chosen on the validation seeds and judged on the held-out ones: neither may have been
     trained on, and judging must not reuse what choosing saw."""
-    from export.train.recipe import CALIBRATION, HELDOUT, RECIPES, TRAIN, VALIDATION
+    from train.recipe import CALIBRATION, HELDOUT, RECIPES, TRAIN, VALIDATION
 
     assert set(RECIPES) == {"train", "validation", "heldout", "calibration"}
     trained = set(TRAIN.seeds) | set(CALIBRATION.seeds)
@@ -152,12 +152,13 @@ def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoin
 
     from edge.llm import LlamaModel
     from edge.manifest import load_bundle
-    from export.train.trainer import IGNORE, encode_example
-    from sim.replay import replay_scene
+    from sim.replay import ReplayOptions, replay_scene
+    from train.trainer import IGNORE, encode_example
 
     scene = next(s for s in dataset.scenes if s.scenario == "turn_right")
     index = dataset.scenes.index(scene)
-    replay_scene(tiny_bundle, scene.video, scene.nav, None, out_dir=tmp_path, annotate=False, max_cycles=3)
+    replay_scene(tiny_bundle, scene.video, scene.nav, None, ReplayOptions(annotate=False, max_cycles=3),
+                 out_dir=tmp_path)
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert len(audit) == 3
     by_newest = {ex.frames[-1]: ex for ex in dataset.examples if ex.scene == index}
@@ -191,7 +192,7 @@ def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoin
 
 def _short_run(dataset, tmp_path, seed: int, log=None, **overrides):
     from export.tiny import make_tiny_checkpoint
-    from export.train.trainer import TrainConfig, load_start_model, train_model
+    from train.trainer import TrainConfig, load_start_model, train_model
 
     init = tmp_path / f"init{seed}"
     if not (init / "config.json").is_file():
@@ -252,7 +253,7 @@ def test_train_mergers_lets_phase_two_shape_the_visual_rows_but_not_the_tower(da
 def test_checkpoint_is_bf16_in_the_tiny_layout_with_provenance(tmp_path):
     from export.checkpoint import CheckpointReader
     from export.tiny import make_tiny_checkpoint
-    from export.train.trainer import load_start_model, save_checkpoint
+    from train.trainer import load_start_model, save_checkpoint
 
     _, model = load_start_model(make_tiny_checkpoint(tmp_path / "init", seed=0), "eager")
     out = save_checkpoint(model, tmp_path / "ckpt", 0, {"seed": 1, "command": ["edge", "train"]})
@@ -270,9 +271,9 @@ def test_checkpoint_is_bf16_in_the_tiny_layout_with_provenance(tmp_path):
 
 def test_train_command_line_maps_onto_train_config():
     """Every tuning option reaches TrainConfig under its own name; options left out keep its defaults."""
-    from edge.cli import build_parser
-    from export.train.cli import _CONFIG_OPTIONS, config_from_args
-    from export.train.trainer import TrainConfig
+    from edge_cli.main import build_parser
+    from train.cli import _CONFIG_OPTIONS, config_from_args
+    from train.trainer import TrainConfig
 
     parser = build_parser()
     defaults = config_from_args(parser.parse_args(["train", "--scenes", "s", "--out", "o"]))
@@ -295,7 +296,7 @@ def test_train_command_line_maps_onto_train_config():
 
 
 def test_train_summary_line_copes_with_a_phase_of_no_steps():
-    from export.train.cli import _loss_summary
+    from train.cli import _loss_summary
 
     assert _loss_summary([], "decoder") == "no decoder steps"  # `edge train --steps 0`: phase 1 only
     assert _loss_summary([2.0, 1.0, 0.5], "vision") == "vision loss 2.000 -> 1.167 (mean of the last 3)"
@@ -309,7 +310,7 @@ def test_cost_options_give_the_same_loss_and_gradients(dataset, tmp_path):
     import torch
 
     from export.tiny import make_tiny_checkpoint
-    from export.train.trainer import (
+    from train.trainer import (
         IGNORE,
         MatmulPatchEmbed,
         collate,
@@ -374,7 +375,7 @@ def test_aux_positive_weights_favour_rare_labels(dataset):
     distribution, are 1 for a label half the clips carry, and are off at aux_balance 0."""
     import numpy as np
 
-    from export.train.trainer import aux_pos_weight, aux_targets, sample_weights
+    from train.trainer import aux_pos_weight, aux_targets, sample_weights
 
     p = sample_weights(dataset, 1.0)
     assert aux_pos_weight(dataset, p, 0.0) is None
@@ -394,8 +395,8 @@ def test_probe_scores_the_decoder_and_a_linear_probe_on_the_tower(dataset):
     the very clips it scores, separates their answers."""
     import torch
 
-    from export.train.probe import probe
-    from export.train.trainer import load_start_model
+    from train.probe import probe
+    from train.trainer import load_start_model
 
     torch.set_num_threads(2)
     tokenizer, model = load_start_model(Path(__file__).resolve().parents[2] / "models" / "default", "eager")
@@ -411,7 +412,7 @@ def test_probe_scores_the_decoder_and_a_linear_probe_on_the_tower(dataset):
 
 
 def test_probe_refuses_a_folder_that_is_not_a_checkpoint(scenes, tmp_path, capsys):
-    from edge.cli import main
+    from edge_cli.main import main
 
     out = tmp_path / "probe.json"
     assert main(["probe", "--checkpoint", str(tmp_path), "--train-scenes", str(scenes), "--scenes", str(scenes),

@@ -14,12 +14,12 @@ pytest.importorskip("transformers")
 
 from edge.manifest import load_bundle, write_manifest
 from edge.quality import QUALITY_KEY, agreement_warning
-from export.train.cli import register as register_train
+from train.cli import register as register_train
 
 
 @pytest.fixture(scope="module")
 def default_bundle() -> Path:
-    from export.train.default import ensure_default_bundle
+    from train.default import ensure_default_bundle
 
     return ensure_default_bundle(progress=False)
 
@@ -44,7 +44,7 @@ def _edge_eval(argv: list[str]) -> int:
 
 
 def test_the_default_bundle_records_its_driving_agreement(default_bundle):
-    from export.train.gate import GATE_SCENES
+    from train.gate import GATE_SCENES
 
     manifest, bundle_dir = load_bundle(default_bundle, verify_hashes=True)
     record = manifest.quality[QUALITY_KEY]
@@ -85,10 +85,10 @@ def test_the_runtime_warns_at_load_under_the_threshold(default_bundle, tmp_path,
 def test_the_status_topic_carries_the_warning(default_bundle, tmp_path, drive_videos):
     """A replay (the runtime loop, its bus and heartbeat) of a bundle under the gate: the planner
     sees the warning as a status event, not only the log."""
-    from sim.replay import replay_scene
+    from sim.replay import ReplayOptions, replay_scene
 
     low = _with_agreement(default_bundle, tmp_path, 0.5)
-    result = replay_scene(low, drive_videos[0], max_cycles=1, annotate=False)
+    result = replay_scene(low, drive_videos[0], options=ReplayOptions(max_cycles=1, annotate=False))
     events = {e.kind: e for status in result.status for e in status.events}
     assert "low_agreement" in events and "on 50.0% of" in events["low_agreement"].message
 

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from export.train.dataset import ClipDataset, Example
-from export.train.trainer import ACTIONS, VIDEO_TOKEN_TYPE, pool_clips, video_inputs, visual_rows
+from train.dataset import ClipDataset, Example
+from train.trainer import ACTIONS, VIDEO_TOKEN_TYPE, pool_clips, video_inputs, visual_rows
 
 ANSWER_OPENING = '{"action":"'
 

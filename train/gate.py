@@ -4,7 +4,7 @@
     gate_failures(figures, 0.97)       # edge eval --gate 0.97
 
 The agreement of a precision combination is the share of lock-step cycles on labelled scenes
-whose action equals the reference combination's (export.train.eval). It is recorded for the
+whose action equals the reference combination's (train.eval). It is recorded for the
 combination the runtime picks by default (the most quantised one) unless others are named, in
 `manifest.quality["driving_agreement"]` with the eval report as reports/eval.json (hashed).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge.manifest import add_file, load_bundle, write_manifest
 from edge.quality import DEFAULT_MIN_AGREEMENT, QUALITY_KEY
-from export.train.recipe import Recipe
+from train.recipe import Recipe
 
 REPORT_PATH = "reports/eval.json"
 # A small set of labelled scenes for bundles built from a checkpoint trained on the built-in
@@ -28,7 +28,7 @@ GATE_SCENES = Recipe("gate", seeds=(500,), variants=("dusk",), scenarios=("red_l
 
 def shipped_combo(bundle: Path | str) -> str:
     """The least precise combination of the bundle: what the runtime runs when left to choose."""
-    from export.train.eval import bundle_combos
+    from train.eval import bundle_combos
 
     manifest, _ = load_bundle(bundle, verify_hashes=False)
     return bundle_combos(manifest)[-1].name
@@ -37,7 +37,7 @@ def shipped_combo(bundle: Path | str) -> str:
 def record_agreement(bundle: Path | str, scenes_root: Path | str, *, combos: list[str] | None = None,
                      max_scenes: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate the bundle on the scenes and store the agreement figures in it; returns the record."""
-    from export.train.eval import evaluate
+    from train.eval import evaluate
 
     report = evaluate(bundle, scenes_root, None, combos=combos or [shipped_combo(bundle)], max_scenes=max_scenes,
                       progress=progress)

@@ -22,7 +22,7 @@ SCENE_SECONDS = 6.0
 @pytest.fixture(scope="module")
 def default_bundle() -> Path:
     """The built-in default bundle (built into the user cache on first use, as the demo does)."""
-    from export.train.default import DEFAULT_CHECKPOINT, ensure_default_bundle
+    from train.default import DEFAULT_CHECKPOINT, ensure_default_bundle
 
     if not (DEFAULT_CHECKPOINT / "model.safetensors").is_file():
         pytest.fail(f"the shipped default checkpoint {DEFAULT_CHECKPOINT} is missing")
@@ -59,7 +59,7 @@ def test_the_default_bundle_is_rebuilt_when_only_the_training_record_changes(tmp
     names the old command."""
     import shutil
 
-    from export.train.default import DEFAULT_CHECKPOINT, checkpoint_digest
+    from train.default import DEFAULT_CHECKPOINT, checkpoint_digest
 
     copy = tmp_path / "checkpoint"
     shutil.copytree(DEFAULT_CHECKPOINT, copy)
@@ -72,7 +72,7 @@ def test_the_default_bundle_is_rebuilt_when_only_the_training_record_changes(tmp
 
 
 def test_eval_report_shape_and_figures(default_bundle, heldout_scenes, tmp_path):
-    from export.train.eval import evaluate
+    from train.eval import evaluate
 
     out = tmp_path / "eval.json"
     report = evaluate(default_bundle, heldout_scenes, out, progress=None)
@@ -114,9 +114,9 @@ def test_a_cycle_whose_advice_never_arrived_counts_as_no_advice_not_as_missing()
     drain can give up on a message under heavy load). Every cycle is judged, at its own time."""
     from edge.loop import CycleOutcome
     from edge.messages import Hazard, MetaAction, Urgency
-    from export.train.eval import NO_ADVICE, judge_cycles
     from sim.labels import LabelWindow
     from sim.replay import ReplayResult
+    from train.eval import NO_ADVICE, judge_cycles
 
     published = [_published(0, 15, MetaAction.KEEP_SPEED), _published(1, 20, MetaAction.STOP),
                  _published(2, 25, MetaAction.STOP), _published(3, 30, None)]

@@ -1,6 +1,6 @@
 """The built-in default bundle: built once from the shipped checkpoint (models/default/) and cached.
 
-    from export.train.default import ensure_default_bundle
+    from train.default import ensure_default_bundle
     bundle = ensure_default_bundle()   # ~/.cache/edge-runtime/default-bundle-<sha>/ (or $EDGE_CACHE_DIR)
 
 Contents: the fp32 vision ONNX, decoders f16 (reference) and q4_k_m (what ships), and an INT8 vision
@@ -23,14 +23,14 @@ from pathlib import Path
 
 from edge.manifest import BundleError, load_bundle
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "default"
 PROFILE = {"width": 448, "height": 256, "frames": 4}
 QUANTS = ("f16", "q4_k_m")
 # Part of the cache key: bump it when `edge export bundle` changes what it writes for the same weights.
 # 2: the vision graph takes uint8 levels and normalises them itself.
 # 3: the vision graph takes whole frames and cuts the patches itself (manifest schema 2).
-# 4: the manifest records the driving agreement of int8+q4_k_m on export.train.gate.GATE_SCENES.
+# 4: the manifest records the driving agreement of int8+q4_k_m on train.gate.GATE_SCENES.
 BUNDLE_FORMAT = 4
 CACHE_ENV = "EDGE_CACHE_DIR"
 
@@ -73,19 +73,19 @@ def build_default_bundle(out: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, ca
                          record_agreement: bool = True, progress: bool = True) -> Path:
     """Export + INT8 calibration + driving agreement into `out` (which must not exist or be a previous bundle)."""
     from export.bundle import build_bundle
-    from export.train.recipe import CALIBRATION, render_recipe
+    from train.recipe import CALIBRATION, render_recipe
 
     log = (lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None)
     log(f"building the default bundle from {checkpoint} into {out}")
     build_bundle(checkpoint, out, PROFILE["width"], PROFILE["height"], PROFILE["frames"], quants=QUANTS,
                  progress=progress, overwrite=True)
     if calibrate:
-        from calib.calibrate import calibrate_bundle
+        from calib.calibrate import CalibrationOptions, calibrate_bundle
 
         with tempfile.TemporaryDirectory(prefix="edge-calib-scenes-") as tmp:
             render_recipe(CALIBRATION, tmp, progress=log)
             videos = sorted(str(p) for p in Path(tmp).rglob("video.mp4"))
-            result = calibrate_bundle(out, videos, progress=progress, log=log)
+            result = calibrate_bundle(out, videos, CalibrationOptions(progress=progress, log=log))
         log(f"INT8 vision: worst held-out cosine {result.accuracy.worst_cosine:.5f} "
             f"({'adopted' if result.adopted else 'not adopted'})")
     if record_agreement:
@@ -96,8 +96,8 @@ def build_default_bundle(out: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, ca
 def _record_driving_agreement(bundle: Path, log) -> None:
     """The checkpoint was trained on the built-in scenarios: measure how often the shipped precisions
     decide as the reference does on a few labelled scenes, and record it in the manifest."""
-    from export.train.gate import GATE_SCENES, record_agreement
-    from export.train.recipe import render_recipe
+    from train.gate import GATE_SCENES, record_agreement
+    from train.recipe import render_recipe
 
     with tempfile.TemporaryDirectory(prefix="edge-gate-scenes-") as tmp:
         render_recipe(GATE_SCENES, tmp, progress=log)

@@ -1,23 +1,8 @@
 """Left-right mirrored training clips for the scenarios whose answer depends on where an obstacle is.
 
-In the built-in scenes the cyclist always rides on the right (nudge_left) and the stalled car
-always stands on the left (nudge_right), so a model can answer from *what* the obstacle is and
-never learn *where* it is; every run that learnt to nudge nudged to one side at both obstacles
-(docs/QUALITY.md). A mirrored clip shows the same scene with the sides swapped and asks for the
-swapped answer, so only the obstacle's place tells nudge_left from nudge_right. The phase-1 head
-pools over the whole frame, so the place has to end up in what the visual rows carry, which is
-where the decoder can read it.
-
-A scene whose navigation instruction names a side (the turns, the exit) is mirrored with the
-instruction's side swapped too, so that "left" means the left of the picture in every clip: a
-mirrored right turn asks for turn_left under "turn left". Mirroring only the lane-edge scenes let the
-new sense of "left" leak into the turns (docs/QUALITY.md, run AJ).
-
-By default each mirrored clip shares its original's sampling weight (export.train.trainer
-.sample_weights): mirroring decides which way round a drawn clip is seen, not how often its scenario is
-drawn; `--mirror-draws own` draws the mirrored scenes as scenarios of their own instead. Off by
-default: it has not paid off (docs/QUALITY.md, runs AH-AJ, AM, AN: over several batch orders no
-mirroring beats the plain recipe on the validation scenes).
+A mirrored clip shows the scene with the sides swapped and asks for the swapped answer (and a
+navigation side swapped too), so only the obstacle's place tells nudge_left from nudge_right.
+Off by default (`--mirror`): it has not beaten the plain recipe on the validation scenes.
 """
 
 from __future__ import annotations
@@ -28,7 +13,7 @@ from collections.abc import Iterable
 
 from edge.messages import MetaAction
 from edge.prompt import PromptTemplate
-from export.train.dataset import ClipDataset, DatasetError, Example
+from train.dataset import ClipDataset, DatasetError, Example
 
 # The scenarios with something at the lane edge and no navigation instruction: the cyclist, the
 # stalled car, the cones of a lane closure and the roadworks beside the lane.

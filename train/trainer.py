@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.messages import Hazard, MetaAction
-from export.train.dataset import ClipDataset, Example
+from train.dataset import ClipDataset, Example
 
 TRAINING_JSON = "training.json"
 TRAINING_SCENES_JSON = "training_scenes.json"
@@ -42,80 +42,55 @@ IGNORE = -100
 @dataclass
 class TrainConfig:
     seed: int = 0  # batch order and torch RNG
-    # Phase 2's batch order, when it should differ from --seed's (None: seed). Phase 2's outcome varies
-    # by several points with its batch order alone (docs/QUALITY.md), so a model is chosen among a few
-    # of them on the validation scenes, and this records which one.
+    # Phase 2's batch order when it should differ from `seed`'s: the outcome moves by several points
+    # with it alone, so a model is chosen among a few on the validation scenes.
     decoder_seed: int | None = None
     init_seed: int = 0  # make_tiny_checkpoint seed of the starting weights
-    steps: int = 320  # phase 2; 250 + 320 steps take 13.5-14.7 min on 2 AVX-512 cores (docs/QUALITY.md)
-    # 16 clips per decoder step: twice the decoder compute of 8, which the 15-minute budget affords on
-    # the AVX-512 CPU this project trains on (about 25 min on an older AVX2 one). Over six batch
-    # orders on the validation scenes 84.1% against batch 8's 82.5% over seven; 400 steps at batch 16
-    # or lr 3e-3 with it did not help (one run each; docs/QUALITY.md, AO, AR-AT).
-    batch_size: int = 16
-    # 2e-3: over three batch orders 83.6% on the validation scenes (held out: 84.1%), against 3e-3's
-    # 81.0% (81.0%) and 1.5e-3's 82.9%; one run at 6e-3 lost about ten points (docs/QUALITY.md).
-    lr: float = 2e-3
+    steps: int = 320  # phase 2; 250 + 320 steps take 13.5-14.7 min on 2 AVX-512 cores
+    batch_size: int = 16  # clips per decoder step
+    lr: float = 2e-3  # best over several batch orders on the validation scenes
     min_lr_ratio: float = 0.1
     warmup_steps: int = 20
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     action_weight: float = 8.0  # loss weight of the tokens that spell the meta-action
     # Sample weight ~ count(group) ** -balance (0: uniform over clips). Grouping by scenario AND target
-    # action makes "which scene is this" useless for guessing the answer: within a red-light scene,
-    # stop (red) and keep_speed (green) clips weigh the same, so only the light's state can decide.
-    # Grouping by action alone let the model learn "traffic light -> stop" and ignore the colour.
+    # action leaves only the scene's state (the light's colour, not the scene) to predict the answer.
     balance: float = 1.0
     balance_by: str = "scenario_action"  # or "action"
-    # Scenarios whose clips are also trained left-right mirrored, with left and right swapped in the
-    # answer and the navigation line (export.train.mirror; `--mirror lane_edge`), in both phases. Off by
-    # default: on the validation scenes the lane-edge mirror averaged 79.5% over three batch orders with
-    # shared draws (no nudges at all, the turns' sides swapped) and 82.5% with its own draws, the plain
-    # recipe's average; mirroring the turns too lost six points more (docs/QUALITY.md, AJ, AM, AN).
+    # Scenarios whose clips are also trained left-right mirrored (train.mirror; `--mirror lane_edge`).
     mirror_scenarios: tuple[str, ...] = ()
-    # How mirrored clips are drawn: "shared" (each shares its original's sampling weight) or "own" (the
-    # mirrored scenes weighed as scenarios of their own: each answer gets a full group's draws).
+    # "shared": a mirrored clip shares its original's sampling weight; "own": mirrored scenes are
+    # drawn as scenarios of their own.
     mirror_draws: str = "shared"
-    # With scenario_action groups an action seen in one scenario only (turn_left, the nudges) gets one
-    # group's share while keep_speed gets a dozen; this multiplies each clip's weight by
-    # (number of scenarios with its action) ** -action_balance. Off by default: on the held-out scenes
-    # 0.25 and 0.5 lost more (over-eager nudges and lane changes) than they won (docs/QUALITY.md).
+    # Multiplies each clip's weight by (number of scenarios with its action) ** -action_balance.
     action_balance: float = 0.0
     threads: int = 2
     max_minutes: float | None = None
-    # Training-only shortcut for the vision tower: a linear head on its pooled output predicts the
-    # action and the hazards (a gradient path of one layer instead of the whole decoder). The head is
-    # discarded; the saved model is the plain architecture.
+    # Phase 1: a training-only linear head on the tower's pooled output predicts the action and the
+    # hazards; it is discarded, the saved model is the plain architecture.
     aux_weight: float = 1.0
-    # The auxiliary head's BCE weighs each label's positives by ((1 - f) / f) ** aux_balance, f its
-    # frequency among the clips phase 1 draws: rare labels (the nudges, lane changes and their
-    # hazards) would otherwise teach the tower little next to "keep_speed". 0: unweighted.
+    # The head's BCE weighs each label's positives by ((1 - f) / f) ** aux_balance (f: its frequency),
+    # so rare labels shape the tower too. 0: unweighted.
     aux_balance: float = 0.5
     vision_lr_scale: float = 1.0
     # Phase 1 (before the full steps): vision tower + auxiliary head only.
     vision_steps: int = 250
     vision_batch_size: int = 16
     vision_lr: float = 3e-3
-    # Phase 2 keeps the pretrained vision tower fixed: no vision backward pass (cheaper steps), and
-    # the decoder's early, noisy gradients cannot wash out features that already separate the scenes.
+    # Phase 2 keeps the tower's blocks fixed: cheaper steps, and the decoder's early noisy gradients
+    # cannot wash out features that already separate the scenes.
     freeze_vision: bool = True
-    # Phase 2 also trains the tower's output mergers (merger + DeepStack mergers: per-row MLPs) while
-    # the blocks stay frozen, so the decoder's gradient can shape what each visual row carries - the
-    # rows the decoder reads were shaped only for the auxiliary head's pooled read until then. On the
-    # validation scenes 88.8% and 88.6% (batch orders 3, 0) against 87.9% frozen (order 3); ~0.1-0.4 s more
-    # per decoder step (docs/QUALITY.md, AV-AX).
+    # Phase 2 also trains the tower's output mergers, so the decoder's gradient shapes what each
+    # visual row carries.
     train_mergers: bool = True
-    # How transformers runs the MoE experts: "eager" loops over the experts; "grouped_mm" runs them
-    # as one grouped matmul - the same function (tests check it), a decoder forward + backward
-    # ~1.77 -> ~1.44 s per batch of 8 on 2 cores. The default stays "eager" because the shipped
-    # model's recorded command relies on the defaults to reproduce it bit for bit.
+    # MoE experts: "eager" loops over them, "grouped_mm" runs one grouped matmul (the same function,
+    # faster); "eager" keeps the shipped model's recorded command reproducible.
     experts_implementation: str = "eager"
-    # Cost-only options (the same function, float rounding aside; tests check it):
-    # phase 2 runs the prompt prefix every clip shares (system prompt, up to the first video token:
-    # ~100 of ~412 tokens) once per step and lets the batch attend to its cache; ~20% off a step.
+    # Cost-only options (the same function, float rounding aside; tests check it): phase 2 runs the
+    # prompt prefix all clips share once per step and attends to its cache.
     shared_prefix: bool = True
-    # HF's patch embedding is a Conv3d with kernel == stride, i.e. one matrix per patch; as a matmul
-    # its weight gradient costs ~7x less on the CPU than Conv3d's backward over 896 one-patch images.
+    # The patch embedding (a Conv3d with kernel == stride) as the matmul it is: a cheaper backward.
     patch_embed_as_matmul: bool = True
 
 
@@ -323,7 +298,7 @@ def sample_weights(dataset: ClipDataset, balance: float, balance_by: str = "scen
     normalised (scenarios(action): how many scenarios have clips with that target action); counts are
     over the clips as recorded, or with mirror_draws="own" over every clip, the mirrored ones in groups
     of their own."""
-    # "shared": a mirrored clip (export.train.mirror) is weighed as its original and shares the
+    # "shared": a mirrored clip (train.mirror) is weighed as its original and shares the
     # original's weight with it: mirroring changes which way round a clip is seen, not how often it is
     # drawn. "own": the mirrored clips are groups of their own, as if the mirrored scenes were more
     # scenarios, so every answer of a mirrored scenario gets a full group's draws and inside it the
@@ -626,15 +601,10 @@ def training_machine(threads: int) -> dict[str, object]:
 
 
 def tool_versions() -> dict[str, str]:
-    import importlib.metadata
+    from edge.environment import installed_versions
 
-    out = {"python": platform.python_version()}
-    for dist in ("torch", "transformers", "numpy", "opencv-python-headless", "opencv-python", "tokenizers"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+    dists = ("torch", "transformers", "numpy", "opencv-python-headless", "opencv-python", "tokenizers")
+    return {"python": platform.python_version(), **installed_versions(dists)}
 
 
 def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None = None, progress: bool = True,
@@ -642,8 +612,8 @@ def train(scenes: Path, out: Path, config: TrainConfig, cache_dir: Path | None =
           log: Callable[[str], None] | None = None) -> tuple[Path, TrainResult]:
     """The whole `edge train`: dataset -> start weights -> optimisation -> bf16 checkpoint + training.json."""
     from export.tiny import make_tiny_checkpoint
-    from export.train.dataset import load_dataset
-    from export.train.mirror import with_mirrored_clips
+    from train.dataset import load_dataset
+    from train.mirror import with_mirrored_clips
 
     out = Path(out)
     # Checked first: a refusal after a quarter of an hour of training would waste it.

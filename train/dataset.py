@@ -11,7 +11,7 @@ For every scene folder (found recursively: video.mp4 + labels.jsonl [+ nav.jsonl
   replay uses multiples of the interval: both are covered);
 - the prompt is edge.prompt's text with Qwen3-VL's per-pair timestamps computed from the frames'
   capture times like the loop does, and the navigation line the runtime would hold at that time;
-- the answer is the label window of the newest frame, as the grammar's JSON (export.train.targets).
+- the answer is the label window of the newest frame, as the grammar's JSON (train.targets).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from edge.messages import MetaAction, NavInstruction
 from edge.nav import NavState, nav_sentence
 from edge.preprocess import Preprocessor
 from edge.prompt import PromptTemplate
-from export.train.targets import target_action, target_text
 from sim.labels import LabelWindow, load_labels, load_nav, window_at
+from train.targets import target_action, target_text
 
 SCENE_META = "scene.json"
 VIDEO_NAME = "video.mp4"
@@ -229,11 +229,11 @@ class Example:
     newest_ms: float  # video time of the newest frame (the label's time)
     prompt: str  # the whole prompt with <|video_pad|> placeholders (PromptTemplate.full_text)
     target: str  # the answer: advice JSON + <|im_end|>
-    action: MetaAction  # the target's action (export.train.targets.target_action)
+    action: MetaAction  # the target's action (train.targets.target_action)
     accepted: tuple[MetaAction, ...]  # every action the label accepts
     hazards: tuple[str, ...] = ()  # the label's hazards
     # Index (in the dataset's examples) of the clip this one is the left-right mirror of, None for a
-    # clip as recorded (export.train.mirror: the frames are flipped, the answer's sides swapped).
+    # clip as recorded (train.mirror: the frames are flipped, the answer's sides swapped).
     mirror_of: int | None = None
 
 
