@@ -91,12 +91,12 @@ class LogReplayWorker:
 
     def _replay_video(self, item: LogItem) -> tuple[list[dict], dict]:
         from edge.preflight import check_video_file
-        from sim.replay import replay_config, replay_scene
+        from sim.replay import ReplayOptions, replay_config, replay_scene
 
         check_video_file(item.path).close()  # one line naming the file if it does not decode
         config = replay_config(self._bundle_dir, overrides=self._overrides)
-        result = replay_scene(self._bundle_dir, item.path, item.nav, mode="lockstep", config=config,
-                              models=self._models_for(config), annotate=False)
+        result = replay_scene(self._bundle_dir, item.path, item.nav, None, ReplayOptions(annotate=False),
+                              config=config, models=self._models_for(config))
         cycles = video_cycles([o.advice for o in result.outcomes])
         return cycles, figures(cycles)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,17 +17,26 @@ DRIVE_SECONDS = 4.0  # cycles at 1.5, 2.0, ... 3.5 s: 5 per drive
 SCENARIOS = ("red_light", "pedestrian_crossing", "cyclist_nudge", "turn_right")
 
 
+# Ray's daemons and workers inherit the test session's environment, so this marker tells this
+# session's Ray processes from those of another Ray on the same machine (even once re-parented).
+SESSION_MARK = f"EDGE_FLEET_TEST_SESSION={uuid.uuid4().hex}"
+os.environ[SESSION_MARK.split("=")[0]] = SESSION_MARK.split("=")[1]
+
+
 def ray_processes() -> set[int]:
-    """Ray's own daemons and workers (raylet, GCS, ray:: actor processes) running on this machine."""
+    """This session's Ray daemons and workers (raylet, GCS, ray:: actor processes)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            if not (b"raylet" in cmdline or b"gcs_server" in cmdline or cmdline.startswith(b"ray::")):
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"raylet" in cmdline or b"gcs_server" in cmdline or cmdline.startswith(b"ray::"):
+        if SESSION_MARK.encode() in environ:
             found.add(int(entry.name))
     return found
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.fleet.conftest import SCENARIOS, os_kill
 
-EDGE = [sys.executable, "-m", "edge.cli"]
+EDGE = [sys.executable, "-m", "edge_cli"]
 # Both sides replay with the same keys: the worker's one thread per model library, a short answer.
 SETS = ["decoder.max_tokens=40"]
 WORKER_SETS = ["vision.threads=1", "decoder.threads=1", "decoder.threads_batch=1"]
@@ -24,15 +24,15 @@ WORKER_SETS = ["vision.threads=1", "decoder.threads=1", "decoder.threads_batch=1
 @pytest.fixture(scope="module")
 def logs_root(tiny_bundle, drives_root, tmp_path_factory) -> Path:
     """Two drive logs recorded by the tiny bundle (one file each, lossless frames), and one cut at 70% of its bytes."""
-    from sim.replay import replay_config, replay_scene
+    from sim.replay import ReplayOptions, replay_config, replay_scene
 
     root = tmp_path_factory.mktemp("logs")
     for name in SCENARIOS[:2]:
         config = replay_config(tiny_bundle, overrides=[*SETS, "decoder.threads=1", f"record.dir={str(root / name)!r}",
                                                        "record.chunk_bytes=65536",
                                                        "record.image_format='png'"])
-        replay_scene(tiny_bundle, drives_root / name / "video.mp4", drives_root / name / "nav.jsonl",
-                     mode="lockstep", config=config, annotate=False)
+        replay_scene(tiny_bundle, drives_root / name / "video.mp4", drives_root / name / "nav.jsonl", None,
+                     ReplayOptions(annotate=False), config=config)
     source = next((root / SCENARIOS[0]).glob("*.mcap"))
     data = source.read_bytes()
     (root / "cut").mkdir()
