@@ -181,6 +181,10 @@ def register(subparsers) -> None:
 
     register_trt(commands)
 
+    from export.mmproj import register_mmproj
+
+    register_mmproj(commands)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (`python -m export.cli export bundle ...`), same as `edge export ...`."""
