@@ -34,7 +34,7 @@ COMMAND_MODULES = (
     "fleet.cli",
 )
 # Benches whose baseline needs the workstation packages (transformers, onnx).
-WORKSTATION_BENCHES = ("export.bench_preprocess",)
+WORKSTATION_BENCHES = ("export.bench_preprocess", "export.bench_llama_cpp_vision")
 
 
 def build_default_bundle() -> Path:

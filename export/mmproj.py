@@ -227,7 +227,7 @@ def _cmd_mmproj(args) -> int:
 def register_mmproj(commands) -> None:
     """`edge export mmproj`: the vision tower as llama.cpp's mmproj GGUF (for llama.cpp's own vision path)."""
     parser = commands.add_parser("mmproj", help="write the vision tower as an mmproj GGUF in llama.cpp's form "
-                                 "(for `edge bench encoder --against-llama-cpp`, or llama.cpp's own tools)")
+                                 "(for `edge bench encoder-vs-llama-cpp`, or llama.cpp's own tools)")
     parser.add_argument("--checkpoint", type=Path, required=True, help="HF checkpoint folder (Qwen3-VL-MoE)")
     parser.add_argument("--out", type=Path, required=True, help="GGUF file to write")
     parser.add_argument("--type", choices=MMPROJ_TYPES, default="f16",

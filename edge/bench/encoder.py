@@ -190,27 +190,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs per variant first")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores)")
     parser.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check (huge bundles)")
-    llama = parser.add_argument_group("against llama.cpp's own vision path (edge.bench.encoder_llama_cpp)")
-    llama.add_argument("--against-llama-cpp", action="store_true",
-                       help="time ONNX Runtime fp32/INT8 against llama.cpp's mtmd on real drive frames (CPU)")
-    llama.add_argument("--mmproj", type=Path, action="append", default=[],
-                       help="mmproj GGUF of the same tower (`edge export mmproj`); repeat for several types")
-    llama.add_argument("--video", type=Path, default=Path("data/drive/udacity_solidWhiteRight.mp4"),
-                       help="drive video the clips are cut from (default %(default)s)")
-    llama.add_argument("--text-gguf", type=Path, default=None,
-                       help="decoder GGUF whose vocabulary mtmd takes (default: the bundle's first decoder)")
-    llama.add_argument("--checkpoint", type=Path, default=None,
-                       help="also compare every variant with transformers on this checkpoint (needs torch)")
     parser.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     from edge.manifest import BundleError
 
-    if args.against_llama_cpp:
-        from edge.bench.encoder_llama_cpp import main_against_llama_cpp
-
-        return main_against_llama_cpp(args)
     try:
         report = run_encoder_bench(args.bundle, clips=args.clips, warmup=args.warmup, threads=args.threads,
                                    verify_hashes=not args.no_verify, log=lambda line: None)

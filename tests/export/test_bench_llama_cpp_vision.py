@@ -1,4 +1,4 @@
-"""`edge bench encoder --against-llama-cpp` on the calibrated tiny bundle: ONNX Runtime fp32 and INT8
+"""`edge bench encoder-vs-llama-cpp` on the calibrated tiny bundle: ONNX Runtime fp32 and INT8
 against llama.cpp's own vision path (mtmd with an mmproj of the same checkpoint), one run."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from edge.bench import encoder
+from export import bench_llama_cpp_vision
 
 pytest.importorskip("torch")
 pytest.importorskip("gguf")
@@ -23,9 +23,9 @@ def test_against_llama_cpp_reports_every_path_its_ratios_and_the_goal(calibrated
     mmproj = write_mmproj_gguf(CheckpointReader(tiny_checkpoint), tmp_path / "mmproj-f16.gguf", base="f16")
     text = tiny_bundle / "decoder" / "decoder-f32.gguf"  # the vision-only bundle's vocabulary
     parser = argparse.ArgumentParser()
-    encoder.register(parser.add_subparsers())
-    args = parser.parse_args(["encoder", "--bundle", str(bundle), "--out", str(tmp_path / "enc.json"),
-                              "--against-llama-cpp", "--mmproj", str(mmproj), "--text-gguf", str(text),
+    bench_llama_cpp_vision.register(parser.add_subparsers())
+    args = parser.parse_args(["encoder-vs-llama-cpp", "--bundle", str(bundle), "--out", str(tmp_path / "enc.json"),
+                              "--mmproj", str(mmproj), "--text-gguf", str(text),
                               "--video", str(drive_videos[0]), "--checkpoint", str(tiny_checkpoint),
                               "--clips", "2", "--warmup", "1", "--threads", "2"])
     assert args.func(args) == 0
@@ -53,9 +53,9 @@ def test_against_llama_cpp_reports_every_path_its_ratios_and_the_goal(calibrated
 def test_a_vision_only_bundle_without_a_vocabulary_is_refused(calibrated, tmp_path, capsys):
     bundle, _, _ = calibrated
     parser = argparse.ArgumentParser()
-    encoder.register(parser.add_subparsers())
-    args = parser.parse_args(["encoder", "--bundle", str(bundle), "--out", str(tmp_path / "enc.json"),
-                              "--against-llama-cpp", "--mmproj", str(tmp_path / "missing.gguf")])
+    bench_llama_cpp_vision.register(parser.add_subparsers())
+    args = parser.parse_args(["encoder-vs-llama-cpp", "--bundle", str(bundle), "--out", str(tmp_path / "enc.json"),
+                              "--mmproj", str(tmp_path / "missing.gguf")])
     assert args.func(args) == 2
     assert "--text-gguf" in capsys.readouterr().out
     assert not (tmp_path / "enc.json").exists()

@@ -1,4 +1,4 @@
-"""`edge bench encoder --against-llama-cpp`: the bundle's ONNX Runtime encoder (fp32, INT8) against
+"""`edge bench encoder-vs-llama-cpp`: the bundle's ONNX Runtime encoder (fp32, INT8) against
 llama.cpp's own vision path (libmtmd with an mmproj GGUF of the same tower), CPU, one run.
 
 Same frames for every variant: real drive-video frames (OpenCV, resized to the bundle's profile, RGB
@@ -15,6 +15,7 @@ needs torch and transformers, the workstation's export extra).
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from collections.abc import Callable
@@ -199,8 +200,30 @@ def _goal(results: dict, ratios: dict, has_reference: bool) -> dict:
             "met": bool(speedup is not None and speedup >= GOAL_SPEEDUP and cosine >= GOAL_COSINE)}
 
 
-def main_against_llama_cpp(args) -> int:
-    """`edge bench encoder --against-llama-cpp` (arguments registered by edge.bench.encoder)."""
+def register(benches: argparse._SubParsersAction) -> None:
+    parser = benches.add_parser(
+        "encoder-vs-llama-cpp",
+        help="vision encoder: ONNX Runtime fp32/INT8 against llama.cpp's own mtmd path on real drive frames (CPU)",
+    )
+    parser.add_argument("--bundle", type=Path, required=True, help="bundle folder (manifest.json)")
+    parser.add_argument("--out", type=Path, required=True, help="JSON report path")
+    parser.add_argument("--mmproj", type=Path, action="append", required=True,
+                        help="mmproj GGUF of the same tower (`edge export mmproj`); repeat for several types")
+    parser.add_argument("--video", type=Path, default=Path("data/drive/udacity_solidWhiteRight.mp4"),
+                        help="drive video the clips are cut from (default %(default)s)")
+    parser.add_argument("--text-gguf", type=Path, default=None,
+                        help="decoder GGUF whose vocabulary mtmd takes (default: the bundle's first decoder)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="also compare every variant with transformers on this checkpoint (needs torch)")
+    parser.add_argument("--clips", type=int, default=3, help="timed clips per variant (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per variant first")
+    parser.add_argument("--threads", type=int, default=0, help="threads for every variant (0: all cores)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the bundle's sha256 check (huge bundles)")
+    parser.set_defaults(func=main_against_llama_cpp)
+
+
+def main_against_llama_cpp(args: argparse.Namespace) -> int:
+    """`edge bench encoder-vs-llama-cpp`."""
     from edge.benchreport import write_report
     from edge.manifest import BundleError
     from edge.vision.base import VisionBackendError
