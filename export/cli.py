@@ -192,6 +192,10 @@ def register(subparsers) -> None:
 
     register_trt(commands)
 
+    from export.lora_cli import register_lora
+
+    register_lora(commands)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (`python -m export.cli export bundle ...`), same as `edge export ...`."""
