@@ -37,6 +37,9 @@ KEY_RANK = "edge.lora.rank"
 KEY_NAME = "edge.lora.name"
 KEY_DOMAIN = "edge.lora.domain"
 
+# PEFT matches module names against this: the text decoder's attention, never the vision tower's.
+TARGET_REGEX = r".*language_model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
+LORA_TRAINING_JSON = "lora_training.json"  # the training record beside a PEFT adapter
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Decoder modules llama.cpp applies a LoRA to in the qwen3vlmoe graph (build_lora_mm).
@@ -118,7 +121,7 @@ def read_peft_adapter(folder: Path | str, n_layer: int) -> PeftAdapter:
         pairs[name] = (a, b)
     if not pairs:
         raise LoraExportError(f"{weights}: no LoRA tensors")
-    training_file = folder / "lora_training.json"
+    training_file = folder / LORA_TRAINING_JSON
     training = json.loads(training_file.read_text()) if training_file.is_file() else {}
     targets = config.get("target_modules") or []
     modules = [targets] if isinstance(targets, str) else sorted(map(str, targets))

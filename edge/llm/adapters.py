@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 
@@ -33,7 +34,7 @@ class AdapterRefused(LlamaError):
 @dataclass(frozen=True)
 class LoadedAdapter:
     name: str
-    ptr: object  # llama_adapter_lora pointer as llama_cpp returns it (freed with the model)
+    ptr: Any  # llama_adapter_lora pointer as llama_cpp returns it (freed with the model)
     artifact: AdapterArtifact
 
 

@@ -10,28 +10,7 @@ import pytest
 
 pytest.importorskip("peft")
 
-
-def make_peft_adapter(checkpoint: Path, out: Path, rank: int = 4, alpha: float = 8.0, seed: int = 0,
-                      target: str | None = None) -> Path:
-    """A PEFT LoRA adapter on the checkpoint's decoder attention with random (non-zero) A and B, as a
-    trained one would be: PEFT's own initialisation (B = 0) would make every check vacuous."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import Qwen3VLMoeForConditionalGeneration
-
-    from train.lora import TARGET_REGEX
-
-    torch.manual_seed(seed)
-    model = Qwen3VLMoeForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, target_modules=target or TARGET_REGEX,
-                                                  init_lora_weights=False, lora_dropout=0.0))
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.05)
-    peft_model.save_pretrained(str(out))
-    (out / "lora_training.json").write_text(json.dumps({"name": "fog", "domain": "fog"}))
-    return out
+from export.tiny_lora import make_random_adapter as make_peft_adapter
 
 
 @pytest.fixture(scope="module")
