@@ -20,10 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# PEFT matches module names against this: the text decoder's attention, never the vision tower's.
-TARGET_REGEX = r".*language_model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
-TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
-LORA_TRAINING_JSON = "lora_training.json"
+from export.lora_gguf import EXPORTABLE_MODULES as TARGET_MODULES
+from export.lora_gguf import LORA_TRAINING_JSON, TARGET_REGEX
 
 
 @dataclass(frozen=True)
