@@ -182,3 +182,13 @@ def test_an_adapter_the_bundle_lacks_stops_the_start_with_the_reason(adapted_bun
 
     with pytest.raises(BundleError, match=r"decoder.lora: the bundle has no adapter 'rain' \(has \['fog', 'snow'\]\)"):
         load_model_parts(config_for(adapted_bundle, "decoder.lora=[{name='rain'}]"))
+
+
+def test_bench_decode_measures_the_adapted_path_against_the_base(adapted_bundle):
+    from edge.bench.decode import DecodeBenchSettings, run_decode_bench
+
+    report = run_decode_bench(adapted_bundle, DecodeBenchSettings(prompt_tokens=32, gen_tokens=8, repeats=1,
+                                                                  grammar=False, lora="fog"))
+    assert report["config"]["ours_lora"] == "fog" and "generation_tokens_match" not in report["checks"]
+    assert report["results"]["ours_generation"]["tokens"] == report["results"]["raw_generation"]["tokens"] == 8
+    assert report["ratios"]["ours_over_raw_tokens_per_s"] > 0
