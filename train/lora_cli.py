@@ -80,7 +80,7 @@ def cmd_eval_lora(args: argparse.Namespace) -> int:
     def pct(value):
         return "-" if value is None else f"{value:.1%}"
 
-    print(f"adapter {report['adapter']!r} (domain {report['domain']}, {report['precision']}):")
+    print(f"adapter {report['adapter']!r} (domain {report['adapter_domain']}, {report['precision']}):")
     for part in ("domain", "elsewhere"):
         base, adapted = report[part]["base"], report[part]["adapted"]
         print(f"  {part:10s} base {pct(base['accuracy'])} -> adapted {pct(adapted['accuracy'])} "

@@ -85,7 +85,7 @@ def evaluate_lora(bundle: Path | str, scenes_root: Path | str, name: str, *, sca
     adapted = _replay_all(bundle_dir, scenes, [f"decoder.lora=[{{name={name!r}, scale={scale}}}]"], combo, progress,
                           name)
     report = {"bench": "eval_lora", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "bundle": str(bundle_dir), "adapter": name, "scale": scale, "domain": adapter.domain,
+              "bundle": str(bundle_dir), "adapter": name, "scale": scale, "adapter_domain": adapter.domain,
               "precision": combo.name, "scenes": [s.rel for s in scenes],
               **compare(base, adapted, adapter.domain, max_cost)}
     if out is not None:
