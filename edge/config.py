@@ -76,6 +76,13 @@ class VisionConfig(_Section):
     spin: bool = False
 
 
+class LoraChoice(_Section):
+    """One LoRA adapter of the bundle (manifest `adapters[].name`) and the scale it is applied at."""
+
+    name: str = Field(min_length=1, max_length=40)
+    scale: float = Field(default=1.0, ge=0.0, le=4.0)
+
+
 class DecoderConfig(_Section):
     n_gpu_layers: int = Field(default=0, ge=-1)
     n_ctx: int = Field(default=4096, ge=256)
@@ -84,6 +91,8 @@ class DecoderConfig(_Section):
     threads_batch: int = Field(default=0, ge=0, description="prefill threads; 0 = one per cpu.models CPU")
     max_tokens: int = Field(default=96, ge=8, le=512)
     quant: str = Field(default="auto", description="which decoder artifact of the bundle")
+    lora: list[LoraChoice] = Field(default_factory=list, max_length=4,
+                                   description="LoRA adapters of the bundle applied at start (docs/LORA.md)")
 
 
 class CurveConfig(_Section):

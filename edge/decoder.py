@@ -20,7 +20,16 @@ from edge.budgets import DegradePolicy
 from edge.config import DecoderConfig
 from edge.cpus import model_thread_count
 from edge.grammar import AdviceParseError, advice_grammar, parse_advice, partial_decision
-from edge.llm import ContextSettings, DeadlineExceeded, GreedySampler, LlamaContext, LlamaModel, generate
+from edge.llm import (
+    ContextSettings,
+    DeadlineExceeded,
+    GreedySampler,
+    KvMark,
+    LlamaContext,
+    LlamaModel,
+    generate,
+)
+from edge.llm.adapters import AdapterRefused, AdapterSet
 from edge.llm.sampling import StopReason
 from edge.llm.video import frame_pair_timestamps
 from edge.manifest import BundleError, BundleManifest, DecoderArtifact
@@ -45,6 +54,7 @@ class DecodeResult:
     prefill_ms: float
     decode_ms: float
     error: str = ""
+    adapters: tuple[str, ...] = ()  # the LoRA adapters this cycle's advice was made with
 
 
 def choose_decoder(manifest: BundleManifest, quant: str) -> DecoderArtifact:
@@ -99,6 +109,22 @@ class AdviceDecoder:
         }
         self._pair_close = self.model.tokenize(self.template.pair_close(), parse_special=True)
         self._assistant_header = self.model.tokenize(self.template.suffix(""), parse_special=True)
+        self.prefix_builds = 0  # the system prefix is evaluated at start and once per adapter switch
+        self.adapters = AdapterSet(self.model, Path(bundle_dir), manifest.decoder_identity())
+        if config.lora:
+            try:
+                self.adapters.request([(choice.name, choice.scale) for choice in config.lora])
+            except AdapterRefused as exc:
+                self.close()
+                raise BundleError(f"decoder.lora: {exc}") from exc
+            self.adapters.apply_pending(self.ctx)
+        self._build_prefix()
+
+    def _build_prefix(self) -> None:
+        """Evaluate the constant system prefix into an empty cache and mark its end (again after an
+        adapter switch: its keys and values depend on the adapted projections)."""
+        self.ctx.rewind(KvMark(next_pos=0, n_tokens=0))
+        self.prefix_builds += 1
         prefix = self.model.tokenize(self.template.prefix(), parse_special=True)
         self.ctx.eval_tokens(prefix, logits="none")
         self.prefix_tokens = len(prefix)
@@ -121,6 +147,8 @@ class AdviceDecoder:
         generation also stops ``decode_budget_s`` after it started. Both are checked per token."""
         profile = self.profile
         started = time.monotonic()
+        if self.adapters.apply_pending(self.ctx):  # a switch requested since the last cycle
+            self._build_prefix()
         self.ctx.rewind(self._prefix_mark)
         stamps = frame_pair_timestamps(frame_times_s, profile.temporal_patch_size)
         per_pair = profile.tokens_per_pair
@@ -140,7 +168,8 @@ class AdviceDecoder:
             prefill_tokens += len(nav_tokens) + len(self._assistant_header)
         except DeadlineExceeded as exc:
             prefill_ms = (time.monotonic() - started) * 1e3
-            return DecodeResult("", None, None, "prefill_deadline", prefill_tokens, 0, prefill_ms, 0.0, str(exc))
+            return DecodeResult("", None, None, "prefill_deadline", prefill_tokens, 0, prefill_ms, 0.0, str(exc),
+                                tuple(self.adapters.names))
         prefill_ms = (time.monotonic() - started) * 1e3
 
         # Decoding starts with the grammar sampler's reset (llama.cpp work, ~0.1 ms): it is timed
@@ -161,7 +190,7 @@ class AdviceDecoder:
                 error = str(exc)
         return DecodeResult(
             text, advice, partial_decision(text), generation.stop, prefill_tokens,
-            len(generation.tokens), prefill_ms, decode_ms, error,
+            len(generation.tokens), prefill_ms, decode_ms, error, tuple(self.adapters.names),
         )
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
+from edge.adapter_control import offer_adapter_switch
 from edge.audit import AuditLog, AuditWriteError
 from edge.budgets import DegradeController, degrade_policy, over_budget
 from edge.bus import Publisher, Subscriber
@@ -28,6 +29,7 @@ from edge.feeds import ClipFeed, Clock, FeedHealth
 from edge.manifest import BundleManifest
 from edge.messages import (
     ActionAdvice,
+    AdapterSwitch,
     Advice,
     Feedback,
     FrameRef,
@@ -203,6 +205,8 @@ class AdviceLoop:
                     break
             elif isinstance(got.message, Feedback):
                 self.offer_feedback(got.message)
+            elif isinstance(got.message, AdapterSwitch):
+                offer_adapter_switch(self.parts.decoder.adapters, got.message, self.telemetry.event)
             else:
                 self.offer_nav(cast(NavInstruction, got.message))
         if taken >= cap:
@@ -380,6 +384,7 @@ class AdviceLoop:
             generated_tokens=decode.generated_tokens if decode else 0,
             degrade_level=level,
             bundle_sha256=self.bundle_sha256,
+            adapters=list(decode.adapters) if decode else self.parts.decoder.adapters.names,
         )
 
     def _write_audit(self, outcome: CycleOutcome) -> None:

@@ -13,9 +13,9 @@ import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from edge.errors import EdgeError
 
@@ -197,6 +197,24 @@ class SpecialTokens(BaseModel):
     endoftext: int
 
 
+class AdapterArtifact(BaseModel):
+    """A LoRA adapter for the bundle's decoder (docs/LORA.md). Its file is listed here, not in
+    `files`: adding or removing an adapter leaves the bundle's identity unchanged, and the runtime
+    checks the hash itself when it applies the adapter (a bad adapter is refused, the bundle is not)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_][a-z0-9_.-]{0,39}$")]
+    path: str
+    sha256: str
+    base_sha256: str  # decoder_identity() of the bundle it was exported for
+    rank: int = Field(gt=0)
+    alpha: float
+    target_modules: list[str]
+    domain: str
+    n_tensors: int = Field(gt=0)
+    source: dict = Field(default_factory=dict)  # adapter folder, training provenance
+    verify: dict = Field(default_factory=dict)  # `edge export lora` against transformers + PEFT (the gate)
+
+
 class BundleManifest(BaseModel):
     schema_version: int = MANIFEST_SCHEMA_VERSION
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -211,11 +229,24 @@ class BundleManifest(BaseModel):
     # Measured figures the runtime acts on (edge.quality: driving agreement per precision combination).
     quality: dict = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict)  # relative path -> sha256, EVERY artifact file
+    adapters: list[AdapterArtifact] = Field(default_factory=list)  # LoRA adapters, checked when applied
 
     def bundle_sha256(self) -> str:
         """Stable identity of the bundle: hash of the sorted file table (not of timestamps)."""
         table = json.dumps(sorted(self.files.items()), separators=(",", ":"))
         return hashlib.sha256(table.encode()).hexdigest()
+
+    def decoder_identity(self) -> str:
+        """What a LoRA adapter is trained against: the hash of the decoder files' table (every
+        quant is made from the same weights; reports and adapters do not change it)."""
+        table = sorted((d.path, self.files.get(d.path, "")) for d in self.decoder)
+        return hashlib.sha256(json.dumps(table, separators=(",", ":")).encode()).hexdigest()
+
+    def adapter(self, name: str) -> AdapterArtifact:
+        for art in self.adapters:
+            if art.name == name:
+                return art
+        raise BundleError(f"the bundle has no LoRA adapter {name!r} (has {sorted(a.name for a in self.adapters)})")
 
     def n_deepstack(self) -> int | None:
         return self.decoder[0].n_deepstack if self.decoder else None

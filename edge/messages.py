@@ -25,6 +25,7 @@ TOPIC_ADVICE = "advice"
 TOPIC_STATUS = "status"
 TOPIC_NAV = "nav"
 TOPIC_FEEDBACK = "feedback"
+TOPIC_ADAPTER = "adapter"
 
 # Bounds on free text. The advice rationale is what the model writes; keep it a short clause.
 RATIONALE_MAX_CHARS = 120
@@ -35,6 +36,8 @@ MAX_CLIP_FRAMES = 16
 MAX_STATUS_EVENTS = 16
 
 NavId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+AdapterName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_][a-z0-9_.-]{0,39}$")]
+MAX_ADAPTERS = 4
 BoundedStatusText = Annotated[str, StringConstraints(max_length=STATUS_TEXT_MAX_CHARS)]
 
 
@@ -177,6 +180,8 @@ class ActionAdvice(WireMessage):
     generated_tokens: int = Field(default=0, ge=0)
     degrade_level: int = Field(default=0, ge=0)
     bundle_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    adapters: list[AdapterName] = Field(default_factory=list, max_length=MAX_ADAPTERS,
+                                        description="LoRA adapters of the bundle the advice was made with")
 
 
 class NavInstruction(WireMessage):
@@ -202,6 +207,21 @@ class Feedback(WireMessage):
     advice_seq: int = Field(ge=0, description="seq of the advice message this feedback is about")
     reason: str = Field(min_length=1, max_length=STATUS_TEXT_MAX_CHARS)
     expected_action: MetaAction | None = None
+
+
+class AdapterChoice(_Strict):
+    name: AdapterName
+    scale: float = Field(default=1.0, ge=0.0, le=4.0)
+
+
+class AdapterSwitch(WireMessage):
+    """Inbound on the nav socket (so under the same CURVE allow-list): make `adapters` the decoder's
+    LoRA set from the next cycle on (empty: the base model). A refused switch keeps the current set
+    and is reported on `status` (event `adapter_refused`)."""
+
+    TOPIC: ClassVar[str] = TOPIC_ADAPTER
+
+    adapters: list[AdapterChoice] = Field(max_length=MAX_ADAPTERS)
 
 
 class StatusEvent(_Strict):
@@ -240,6 +260,7 @@ MESSAGE_TYPES: dict[str, type[WireMessage]] = {
     TOPIC_STATUS: Status,
     TOPIC_NAV: NavInstruction,
     TOPIC_FEEDBACK: Feedback,
+    TOPIC_ADAPTER: AdapterSwitch,
 }
 
 

@@ -29,7 +29,7 @@ from edge.feeds import ClipFeed, Clock, LiveFeed, SystemClock, open_live_feed
 from edge.llm.openmp import wait_policy
 from edge.loop import AdviceLoop, LoopParts
 from edge.manifest import BundleError, BundleManifest, load_bundle
-from edge.messages import TOPIC_FEEDBACK, TOPIC_NAV
+from edge.messages import TOPIC_ADAPTER, TOPIC_FEEDBACK, TOPIC_NAV
 from edge.preprocess import Preprocessor
 from edge.quality import agreement_warning
 from edge.telemetry import Telemetry
@@ -111,7 +111,7 @@ def open_bus(config: RuntimeConfig) -> BusParts:
     publisher = Publisher(bus.publish_endpoint, context=context, send_hwm=bus.send_hwm, curve_keys=keys,
                           kernel_buffer_bytes=bus.send_buffer_bytes or None)
     nav_in = Subscriber(
-        bus.nav_endpoint, [TOPIC_NAV, TOPIC_FEEDBACK], context=context, bind=True, receive_hwm=bus.receive_hwm,
+        bus.nav_endpoint, [TOPIC_NAV, TOPIC_FEEDBACK, TOPIC_ADAPTER], context=context, bind=True, receive_hwm=bus.receive_hwm,
         max_message_bytes=bus.max_message_bytes, curve_keys=keys,
     )
     return BusParts(context, publisher, nav_in, curve_server)

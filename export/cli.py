@@ -176,7 +176,7 @@ def register(subparsers) -> None:
     else:
         register_verify(commands)
 
-    # ---- `edge export trt` (calibration/TensorRT side, helper C) ------------------------------
+    # ---- `edge export trt` (the calibration/TensorRT side) ------------------------------
     from export.trt import register_trt
 
     register_trt(commands)
@@ -184,6 +184,10 @@ def register(subparsers) -> None:
     from export.mmproj import register_mmproj
 
     register_mmproj(commands)
+
+    from export.lora_cli import register_lora
+
+    register_lora(commands)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -278,8 +278,10 @@ class Reference:
 # bundle decoder: llama.cpp with injected rows
 # ---------------------------------------------------------------------------------------------
 def run_bundle_decoder(model, case: Case, rows: np.ndarray, merged_h: int, merged_w: int, greedy_len: int,
-                       threads: int | None) -> tuple[np.ndarray, list[int], list[int]]:
+                       threads: int | None, adapters=()) -> tuple[np.ndarray, list[int], list[int]]:
+    """`adapters`: (edge.llm.adapters.LoadedAdapter, scale) pairs applied to the context first."""
     from edge.llm import ContextSettings, GreedySampler, LlamaContext, generate
+    from edge.llm.adapters import apply_adapters
 
     tokens_per_pair = merged_h * merged_w
     text_tokens: list[int] = []
@@ -287,6 +289,8 @@ def run_bundle_decoder(model, case: Case, rows: np.ndarray, merged_h: int, merge
     n_ctx = ((n_prompt + greedy_len + 64) // 256 + 1) * 256
     settings = ContextSettings(n_ctx=n_ctx, n_batch=512, n_threads=threads, flash_attention=False, kv_type="f32")
     with LlamaContext(model, settings) as ctx:
+        if adapters:
+            apply_adapters(ctx, list(adapters))
         for i, seg in enumerate(case.segments):
             if seg.text is not None:
                 toks = model.tokenize(seg.text)

@@ -53,6 +53,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from train.dataset import DatasetError
     from train.trainer import train
 
+    if args.lora:
+        from train.lora_cli import cmd_train_lora
+
+        return cmd_train_lora(args)
+    if args.scenes is None:
+        print("edge train: --scenes is required (or --lora --base CHECKPOINT --data DIR)", file=sys.stderr)
+        return 2
+
     config = config_from_args(args)
     recipe = json.loads(Path(args.recipe).read_text()) if args.recipe else None
     if args.render:
@@ -85,6 +93,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from edge.manifest import BundleError
     from train.dataset import DatasetError
 
+    if args.lora is not None:
+        from train.lora_cli import cmd_eval_lora
+
+        return cmd_eval_lora(args)
     if args.scenes is None and args.gate is None:
         print("edge eval: --scenes is required (or --gate alone, to check a bundle's recorded agreement)",
               file=sys.stderr)
@@ -201,7 +213,7 @@ def register(subparsers) -> None:
         description="Teacher-forced training of a tiny Qwen3-VL-MoE (export.tiny dimensions) on clips from "
                     "`edge scene` folders, sampled as the runtime samples them, to answer with the advice JSON.",
     )
-    train.add_argument("--scenes", type=Path, required=True, help="folder of `edge scene` outputs (searched recursively)")
+    train.add_argument("--scenes", type=Path, help="folder of `edge scene` outputs (searched recursively)")
     train.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (bf16 safetensors)")
     train.add_argument("--seed", type=int, default=0, help="batch order and torch seed (default %(default)s)")
     train.add_argument("--decoder-seed", type=int, default=None,
@@ -242,6 +254,9 @@ def register(subparsers) -> None:
                        "(stored in training.json)")
     train.add_argument("--no-progress", action="store_true",
                        help="no progress bars (for logs): a plain line with the loss every tenth of each phase")
+    from train.lora_cli import add_lora_eval_arguments, add_lora_train_arguments
+
+    add_lora_train_arguments(train)
     train.set_defaults(func=_cmd_train)
 
     ev = subparsers.add_parser(
@@ -263,6 +278,7 @@ def register(subparsers) -> None:
     ev.add_argument("--gate", type=float, default=None, metavar="MIN",
                     help="exit 1 when a quantised combination agrees with the reference on fewer than MIN of the "
                     "cycles, e.g. 0.97; without --scenes the bundle's recorded agreement is checked")
+    add_lora_eval_arguments(ev)
     ev.set_defaults(func=_cmd_eval)
 
     pr = subparsers.add_parser(

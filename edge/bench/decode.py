@@ -54,6 +54,7 @@ class DecodeBenchSettings:
     flash_attn: bool = True
     grammar: bool = True
     warmup: int = 1
+    lora: str | None = None  # a bundle adapter applied to ours only: ours_over_raw is then its cost
 
     def __post_init__(self) -> None:
         if self.prompt_tokens < 1 or self.gen_tokens < 2 or self.repeats < 1 or self.threads < 1:
@@ -86,8 +87,11 @@ def bench_prompt(model, n_tokens: int, system_prefix: str) -> list[int]:
 class OursDecoder:
     """The runtime's path: edge.llm's context, evaluation and greedy generation loop."""
 
-    def __init__(self, gguf: Path, settings: DecodeBenchSettings, grammar_text: str | None) -> None:
+    def __init__(self, gguf: Path, settings: DecodeBenchSettings, grammar_text: str | None,
+                 adapter: tuple[Path, Any, str] | None = None) -> None:
+        """`adapter`: (bundle folder, AdapterArtifact, base identity) of a LoRA adapter to apply."""
         from edge.llm import ContextSettings, GreedySampler, LlamaContext, LlamaModel
+        from edge.llm.adapters import apply_adapters, load_adapter
 
         self.model = LlamaModel(gguf)
         self.ctx = LlamaContext(self.model, ContextSettings(
@@ -95,6 +99,8 @@ class OursDecoder:
             n_threads=settings.threads, n_threads_batch=settings.threads,
             flash_attention=settings.flash_attn, kv_type="f16",
         ))
+        if adapter is not None:
+            apply_adapters(self.ctx, [(load_adapter(self.model, *adapter), 1.0)])
         self.sampler = GreedySampler(self.model)
         self.grammar_sampler = GreedySampler(self.model, grammar_text) if grammar_text else None
 
@@ -219,7 +225,9 @@ def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) 
     ensure_backend()  # also quiets llama.cpp's log for both variants
     grammar_text = advice_grammar(with_rationale=True) if settings.grammar else None
 
-    ours = OursDecoder(gguf, settings, grammar_text)
+    adapter = ((bundle_dir, manifest.adapter(settings.lora), manifest.decoder_identity()) if settings.lora
+               else None)
+    ours = OursDecoder(gguf, settings, grammar_text, adapter)
     raw = RawDecoder(gguf, settings, grammar_text, ours.model.is_eog)
     try:
         prompt = bench_prompt(ours.model, settings.prompt_tokens,
@@ -281,10 +289,11 @@ def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) 
         if f"ours_{stage}" in samples:
             paired[f"ours_over_raw_{stage}_tokens_per_s"] = paired_ratio(samples[f"ours_{stage}"],
                                                                          samples[f"raw_{stage}"])
-    checks = {
+    # With an adapter the two sides run different models: their tokens may differ, the work is the same.
+    checks = {} if settings.lora else {
         "generation_tokens_match": first_tokens["ours_generation"] == first_tokens["raw_generation"],
     }
-    if settings.grammar:
+    if settings.grammar and not settings.lora:
         checks["grammar_generation_tokens_match"] = (
             first_tokens["ours_grammar_generation"] == first_tokens["raw_grammar_generation"])
     return make_report(
@@ -295,7 +304,8 @@ def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) 
                 "n_layer": artifact.n_layer, "n_embd": artifact.n_embd, "kv_type": "f16",
                 "cpu_count": os.cpu_count(), "interleaved": True,
                 "ours": "edge.llm LlamaContext.eval_tokens + edge.llm.generate(GreedySampler)",
-                "raw": "llama_cpp.Llama.eval + Llama.generate(temp=0, top_k=1)"},
+                "raw": "llama_cpp.Llama.eval + Llama.generate(temp=0, top_k=1)",
+                "ours_lora": settings.lora},
     )
 
 
@@ -314,6 +324,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-batch", type=int, default=512)
     parser.add_argument("--flash-attn", choices=["on", "off"], default="on")
     parser.add_argument("--no-grammar", action="store_true", help="skip the advice-grammar rows")
+    parser.add_argument("--lora", default=None, metavar="NAME",
+                        help="apply the bundle's LoRA adapter NAME to ours (raw stays the base): ours_over_raw is then "
+                        "the adapter's cost")
     parser.set_defaults(func=_main)
 
 
@@ -321,7 +334,7 @@ def _main(args: argparse.Namespace) -> int:
     settings = DecodeBenchSettings(
         quant=args.quant, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, repeats=args.repeats,
         threads=args.threads, n_ctx=args.n_ctx, n_batch=args.n_batch, flash_attn=args.flash_attn == "on",
-        grammar=not args.no_grammar,
+        grammar=not args.no_grammar, lora=args.lora,
     )
     report = run_decode_bench(args.bundle, settings)
     path = write_report(args.out, report)

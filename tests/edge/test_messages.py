@@ -52,7 +52,13 @@ def test_vocabulary_is_closed_and_extra_fields_refused():
 
 def test_schema_files_validate_real_messages(tmp_path):
     paths = {p.name: p for p in write_schemas(tmp_path)}
-    assert set(paths) == {"advice.schema.json", "nav.schema.json", "status.schema.json", "feedback.schema.json"}
+    assert set(paths) == {"advice.schema.json", "nav.schema.json", "status.schema.json", "feedback.schema.json",
+                          "adapter.schema.json"}
+    adapter = json.loads(paths["adapter.schema.json"].read_text())
+    jsonschema.validate({"schema_version": 1, "adapters": [{"name": "fog", "scale": 0.5}]}, adapter)
+    jsonschema.validate({"schema_version": 1, "adapters": []}, adapter)  # back to the base model
+    with pytest.raises(jsonschema.ValidationError):  # names are bundle adapter names, not paths
+        jsonschema.validate({"schema_version": 1, "adapters": [{"name": "../etc/x.gguf"}]}, adapter)
     feedback = json.loads(paths["feedback.schema.json"].read_text())
     jsonschema.validate({"schema_version": 1, "seq": 0, "mono_ns": 1, "wall_ns": 1, "advice_seq": 7,
                          "reason": "braked for a shadow", "expected_action": "keep_speed"}, feedback)

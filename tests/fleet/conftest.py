@@ -24,7 +24,7 @@ os.environ[SESSION_MARK.split("=")[0]] = SESSION_MARK.split("=")[1]
 
 
 def ray_processes() -> set[int]:
-    """This session's Ray daemons and workers (raylet, GCS, ray:: actor processes)."""
+    """This test session's Ray daemons and workers (raylet, GCS, ray:: actor processes)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -1,4 +1,4 @@
-"""`edge scene` through its argparse registration (the lead wires sim.cli.register into edge)."""
+"""`edge scene` through its argparse registration (sim.cli.register, as the edge command wires it)."""
 
 from __future__ import annotations
 
