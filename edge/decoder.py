@@ -20,9 +20,10 @@ from edge.config import DecoderConfig
 from edge.cpus import model_thread_count
 from edge.grammar import AdviceParseError, advice_grammar, parse_advice, partial_decision
 from edge.llm import ContextSettings, DeadlineExceeded, GreedySampler, LlamaContext, LlamaModel, generate
+from edge.llm.confidence import ActionConfidence, ActionTokenSets
 from edge.llm.video import frame_pair_timestamps
 from edge.manifest import BundleError, BundleManifest, DecoderArtifact
-from edge.messages import Advice
+from edge.messages import Advice, MetaAction
 from edge.prompt import PromptTemplate
 
 # Quantisations in order of preference when the config says "auto": the smallest that ships.
@@ -40,6 +41,9 @@ class DecodeResult:
     prefill_ms: float
     decode_ms: float
     error: str = ""
+    # The probability the decoder gave the action it wrote, over the actions the grammar allowed
+    # (edge.llm.confidence); None when generation stopped before the action was decided.
+    confidence_raw: float | None = None
 
 
 def choose_decoder(manifest: BundleManifest, quant: str) -> DecoderArtifact:
@@ -92,6 +96,8 @@ class AdviceDecoder:
             True: GreedySampler(self.model, advice_grammar(with_rationale=True)),
             False: GreedySampler(self.model, advice_grammar(with_rationale=False)),
         }
+        self._action_sets = ActionTokenSets([self.model.token_bytes(t) for t in range(self.model.n_vocab)],
+                                            [a.value for a in MetaAction])
         self._pair_close = self.model.tokenize(self.template.pair_close(), parse_special=True)
         self._assistant_header = self.model.tokenize(self.template.suffix(""), parse_special=True)
         prefix = self.model.tokenize(self.template.prefix(), parse_special=True)
@@ -143,8 +149,15 @@ class AdviceDecoder:
         decode_started = time.monotonic()
         sampler = self._samplers[policy.with_rationale]
         sampler.reset()
+        confidence = ActionConfidence(self._action_sets)
+
+        def observe(token: int, piece: bytes) -> None:
+            # Called before the token is evaluated: the context still holds the logits it came from.
+            confidence.observe(token, piece, self.ctx.logits(copy=False))
+
         generation = generate(
-            self.ctx, sampler, policy.max_tokens, deadline=min(deadline, decode_started + decode_budget_s)
+            self.ctx, sampler, policy.max_tokens, on_token=observe,
+            deadline=min(deadline, decode_started + decode_budget_s)
         )
         decode_ms = (time.monotonic() - decode_started) * 1e3
         text = generation.text
@@ -156,7 +169,7 @@ class AdviceDecoder:
                 error = str(exc)
         return DecodeResult(
             text, advice, partial_decision(text), generation.stop, prefill_tokens,
-            len(generation.tokens), prefill_ms, decode_ms, error,
+            len(generation.tokens), prefill_ms, decode_ms, error, confidence.value,
         )
 
     def close(self) -> None:
