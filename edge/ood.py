@@ -7,6 +7,8 @@ Two checks, both cheap next to a cycle:
   clips, which the bundle carries (`ood_stats.json`): the root-mean-square of the per-dimension
   z-scores. Above the bundle's threshold (set from the training clips' own distances) the input
   is out of domain. A black, noise or test-pattern video lands far outside.
+- **Blank input.** Frames without contrast (black, a lens cap, a uniform grey) show no road: the
+  pixel standard deviation of every frame of the clip under `BLANK_STD`.
 - **Frozen input.** Frames identical to the codec's precision for `FROZEN_SECONDS` in a row (a
   stuck camera, a paused stream, a still image) say nothing about the road any more. A real camera
   never repeats a frame exactly (sensor noise); the simulator's renderer does while the car waits
@@ -31,6 +33,13 @@ OOD_STATS_NAME = "ood_stats.json"
 # to 0 between predicted frames and to ~0.3-0.4 across an MPEG-4 key frame.
 FROZEN_MEAN_ABS_DIFF = 1.0
 FROZEN_SECONDS = 10.0
+# Pixel standard deviation (0-255 levels, 1-in-8 grid) under which a frame is blank; the darkest
+# rendered night scene and the darkened real clips are well above it.
+BLANK_STD = 3.0
+
+
+def blank_clip(frames: list[np.ndarray]) -> bool:
+    return bool(frames) and all(float(np.asarray(f)[::8, ::8].std()) < BLANK_STD for f in frames)
 
 
 def pooled_embedding(rows: np.ndarray) -> np.ndarray:
@@ -111,13 +120,16 @@ class OodDetector:
         distance = self.stats.distance(rows) if self.stats is not None else None
         far = distance is not None and distance > self.stats.threshold  # type: ignore[union-attr]
         frozen = self._frozen_long_enough(frozen_clip(frames), times_ns)
+        blank = blank_clip(frames)
         reasons = []
         if far:
             reasons.append(f"embedding distance {distance:.2f} > {self.stats.threshold:.2f}")  # type: ignore[union-attr]
+        if blank:
+            reasons.append("blank input (no contrast)")
         if frozen:
             reasons.append(f"frozen input (identical frames for {FROZEN_SECONDS:.0f} s)")
         reason = f"out_of_domain: {'; '.join(reasons)}" if reasons else ""
-        return OodCheck(far or frozen, distance, frozen, reason)
+        return OodCheck(far or frozen or blank, distance, frozen, reason)
 
     def _frozen_long_enough(self, still: bool, times_ns: list[int] | None) -> bool:
         if not still:

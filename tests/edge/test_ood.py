@@ -63,3 +63,13 @@ def test_frozen_input_is_flagged_only_after_ten_seconds_of_identical_frames():
     moving = [frame, np.roll(frame, 5, axis=0), frame, frame]
     assert not detector.check(rows, moving, clip_at(12.5)).frozen
     assert not detector.check(rows, [frame] * 4, clip_at(13.0)).frozen  # the count starts again
+
+
+def test_blank_frames_are_out_of_domain_at_once():
+    rng = np.random.default_rng(4)
+    detector = OodDetector(None)
+    black = [np.zeros((64, 64, 3), np.uint8)] * 4
+    check = detector.check(rows_like(rng), black, [0, 500_000_000, 1_000_000_000, 1_500_000_000])
+    assert check.out_of_domain and not check.frozen and "blank input" in check.reason
+    dark_scene = [rng.integers(0, 40, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
+    assert not detector.check(rows_like(rng), dark_scene).out_of_domain
