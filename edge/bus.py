@@ -29,7 +29,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from edge.errors import EdgeError
-from edge.messages import MESSAGE_TYPES, SCHEMA_VERSION, WireMessage
+from edge.messages import ACCEPTED_SCHEMA_VERSIONS, MESSAGE_TYPES, SCHEMA_VERSION, WireMessage
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=WireMessage)
@@ -352,7 +352,7 @@ class Subscriber(_BusSocket):
             version = json.loads(payload).get("schema_version")
         except (ValueError, AttributeError):
             version = None
-        if version != SCHEMA_VERSION:
+        if version not in ACCEPTED_SCHEMA_VERSIONS:
             return "wrong_schema_version", f"schema_version {version!r}, this side speaks {SCHEMA_VERSION}"
         where = ".".join(str(p) for p in first["loc"])
         return "invalid", f"{where}: {first['msg']}"

@@ -1,7 +1,8 @@
 """The planner-side client: a subscriber a planner can embed.
 
 It validates every message (through ``edge.bus.Subscriber``), tracks ``seq`` gaps, refuses
-advice that is already past ``valid_until``, and judges the runtime's liveness from the
+advice that is already past ``valid_until``, marks advice under a minimum confidence as advisory
+only (``min_confidence``: the planner may show it, it should not act on it), and judges the runtime's liveness from the
 ``status`` heartbeat the way openpilot's SubMaster does: *alive* (heard recently), *rate ok*
 (heartbeats arrive at the announced rate) and *valid* (the runtime says it is working).
 """
@@ -49,6 +50,9 @@ class AdviceEvent:
     advice: ActionAdvice
     missed_before: int
     latency_ms: float  # publish -> receipt on this host's wall clock
+    # Under the client's min_confidence (or without a confidence while a minimum is set): for
+    # display, not for acting on.
+    advisory: bool = False
 
 
 @dataclass
@@ -57,6 +61,7 @@ class ClientCounters:
     status: int = 0
     expired: int = 0
     lost: int = 0
+    advisory: int = 0
 
 
 @dataclass
@@ -74,7 +79,11 @@ class PlannerClient:
         max_message_bytes: int = 65_536,
         curve_keys: CurveKeys | None = None,
         curve_server_public: bytes | None = None,
+        min_confidence: float | None = None,
     ):
+        if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be within [0, 1], got {min_confidence}")
+        self.min_confidence = min_confidence
         self._sub = Subscriber(
             endpoint,
             [TOPIC_ADVICE, TOPIC_STATUS],
@@ -113,7 +122,16 @@ class PlannerClient:
                 self.counters.expired += 1
                 continue
             self.counters.advice += 1
-            return AdviceEvent(advice, got.missed_before, (now_wall - advice.wall_ns) / 1e6)
+            advisory = self.is_advisory(advice)
+            self.counters.advisory += advisory
+            return AdviceEvent(advice, got.missed_before, (now_wall - advice.wall_ns) / 1e6, advisory)
+
+    def is_advisory(self, advice: ActionAdvice) -> bool:
+        """Advice with an action whose confidence is under min_confidence (or missing: a version 1
+        runtime sends none) is advisory only."""
+        if self.min_confidence is None or advice.advice is None:
+            return False
+        return advice.confidence is None or advice.confidence < self.min_confidence
 
     def _on_status(self, status: Status) -> None:
         self.counters.status += 1
@@ -158,6 +176,8 @@ def format_advice_line(event: AdviceEvent) -> str:
     else:
         d = a.advice
         what = f"{d.action.value}({d.urgency.value})"
+        if a.confidence is not None:
+            what += f" conf={a.confidence:.2f}"
         if d.lateral is not None:
             what += f" +{d.lateral.value}"
         if d.hazards:
@@ -165,6 +185,7 @@ def format_advice_line(event: AdviceEvent) -> str:
         if d.rationale:
             what += f' "{d.rationale}"'
     gap = f" [missed {event.missed_before}]" if event.missed_before else ""
+    advisory = " [advisory]" if event.advisory else ""
     return (
-        f"#{a.seq} {a.verdict.value:<9} {what} nav={a.nav_id or '-'} frames={frames} total={total}{gap}"
+        f"#{a.seq} {a.verdict.value:<9} {what}{advisory} nav={a.nav_id or '-'} frames={frames} total={total}{gap}"
     )

@@ -30,10 +30,11 @@ from edge.llm import (
     generate,
 )
 from edge.llm.adapters import AdapterRefused, AdapterSet
+from edge.llm.confidence import ActionConfidence, ActionTokenSets
 from edge.llm.sampling import StopReason
 from edge.llm.video import frame_pair_timestamps
 from edge.manifest import BundleError, BundleManifest, DecoderArtifact
-from edge.messages import Advice
+from edge.messages import Advice, MetaAction
 from edge.prompt import PromptTemplate
 
 # Why a cycle's decoding ended: the generation's own stop, or the deadline passing during prefill.
@@ -55,6 +56,9 @@ class DecodeResult:
     decode_ms: float
     error: str = ""
     adapters: tuple[str, ...] = ()  # the LoRA adapters this cycle's advice was made with
+    # The probability the decoder gave the action it wrote, over the actions the grammar allowed
+    # (edge.llm.confidence); None when generation stopped before the action was decided.
+    confidence_raw: float | None = None
 
 
 def choose_decoder(manifest: BundleManifest, quant: str) -> DecoderArtifact:
@@ -107,6 +111,8 @@ class AdviceDecoder:
             True: GreedySampler(self.model, advice_grammar(with_rationale=True)),
             False: GreedySampler(self.model, advice_grammar(with_rationale=False)),
         }
+        self._action_sets = ActionTokenSets([self.model.token_bytes(t) for t in range(self.model.n_vocab)],
+                                            [a.value for a in MetaAction])
         self._pair_close = self.model.tokenize(self.template.pair_close(), parse_special=True)
         self._assistant_header = self.model.tokenize(self.template.suffix(""), parse_special=True)
         self.prefix_builds = 0  # the system prefix is evaluated at start and once per adapter switch
@@ -177,8 +183,15 @@ class AdviceDecoder:
         decode_started = time.monotonic()
         sampler = self._samplers[policy.with_rationale]
         sampler.reset()
+        confidence = ActionConfidence(self._action_sets)
+
+        def observe(token: int, piece: bytes) -> None:
+            # Called before the token is evaluated: the context still holds the logits it came from.
+            confidence.observe(token, piece, self.ctx.logits(copy=False))
+
         generation = generate(
-            self.ctx, sampler, policy.max_tokens, deadline=min(deadline, decode_started + decode_budget_s)
+            self.ctx, sampler, policy.max_tokens, on_token=observe,
+            deadline=min(deadline, decode_started + decode_budget_s)
         )
         decode_ms = (time.monotonic() - decode_started) * 1e3
         text = generation.text
@@ -190,7 +203,7 @@ class AdviceDecoder:
                 error = str(exc)
         return DecodeResult(
             text, advice, partial_decision(text), generation.stop, prefill_tokens,
-            len(generation.tokens), prefill_ms, decode_ms, error, tuple(self.adapters.names),
+            len(generation.tokens), prefill_ms, decode_ms, error, tuple(self.adapters.names), confidence.value,
         )
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from edge.cpus import pinned
 from edge.decoder import AdviceDecoder, DecodeResult
 from edge.drivelog import DriveTap
 from edge.feeds import ClipFeed, Clock, FeedHealth
+from edge.llm.confidence import ConfidenceCalibration
 from edge.manifest import BundleManifest
 from edge.messages import (
     ActionAdvice,
@@ -40,6 +41,7 @@ from edge.messages import (
     Verdict,
 )
 from edge.nav import NavRefused, NavState, nav_sentence
+from edge.ood import OodCheck, OodDetector
 from edge.preprocess import Preprocessor
 from edge.telemetry import Telemetry
 from edge.vision import VisionBackend
@@ -66,6 +68,7 @@ class CycleOutcome:
     nav_line: str = ""
     prompt_sha256: str = ""
     decode: DecodeResult | None = None
+    ood: OodCheck | None = None
 
 
 @dataclass
@@ -85,6 +88,10 @@ class LoopParts:
     audit: AuditLog | None = None
     tap: DriveTap | None = None  # drive log, capture, live view: handed every clip and message
     enforce_deadlines: bool = True  # False in lock-step replay: the simulated clock decides ages
+    # Out-of-domain checks and the confidence calibration the bundle carries (edge.ood,
+    # edge.llm.confidence); without them: no embedding check, raw confidence.
+    ood: OodDetector | None = None
+    calibration: ConfidenceCalibration | None = None
 
 
 @dataclass
@@ -296,6 +303,7 @@ class AdviceLoop:
         stages["encode_ms"] = (time.perf_counter() - t) * 1e3
         if time.monotonic() >= deadline:
             return finish(Verdict.NO_ADVICE, "deadline passed during encoding", None)
+        ood = self._check_domain(rows, clip)
 
         now = clock.mono_ns()
         nav = self.nav.current(now)
@@ -309,10 +317,28 @@ class AdviceLoop:
         stages["prefill_ms"] = result.prefill_ms
         stages["decode_ms"] = result.decode_ms if result.stop != "prefill_deadline" else None
         verdict, reason, advice = judge_decode(result, level, stages, self.config.budgets)
+        if ood is not None and ood.out_of_domain:
+            reason = f"{reason}; {ood.reason}" if reason else ood.reason
         prompt_sha = hashlib.sha256(
             f"{self.parts.decoder.template.prefix()}|{frame_times_s}|{nav_line}".encode()
         ).hexdigest()
-        return finish(verdict, reason, advice, nav=nav, decode=result, nav_line=nav_line, prompt_sha256=prompt_sha)
+        return finish(verdict, reason, advice, nav=nav, decode=result, nav_line=nav_line, prompt_sha256=prompt_sha,
+                      ood=ood)
+
+    def _check_domain(self, rows, clip: Clip) -> OodCheck | None:
+        """The out-of-domain checks of one clip; a warning goes on the status topic."""
+        if self.parts.ood is None:
+            return None
+        check = self.parts.ood.check(rows, clip.frames, list(clip.t_mono_ns))
+        if check.out_of_domain:
+            self.telemetry.event("out_of_domain", check.reason)
+        return check
+
+    def _confidence(self, advice: Advice | None, decode: DecodeResult | None, ood: OodCheck | None) -> float | None:
+        if advice is None or decode is None:
+            return None
+        calibration = self.parts.calibration or ConfidenceCalibration()
+        return calibration.apply(decode.confidence_raw, ood is not None and ood.out_of_domain)
 
     def _finish(
         self,
@@ -328,10 +354,11 @@ class AdviceLoop:
         decode: DecodeResult | None = None,
         nav_line: str = "",
         prompt_sha256: str = "",
+        ood: OodCheck | None = None,
     ) -> CycleOutcome:
         t = time.perf_counter()
         stages["total_ms"] = (t - started) * 1e3
-        message = self._advice_message(clip, stages, verdict, reason, advice, level, nav, decode, t)
+        message = self._advice_message(clip, stages, verdict, reason, advice, level, nav, decode, ood, t)
         if self.parts.tap is not None:
             # Handed over with its advice, not at the start: the writer's JPEG encoding then runs in
             # the gap before the next clip rather than beside this cycle's stages.
@@ -353,13 +380,14 @@ class AdviceLoop:
             nav_line=nav_line,
             prompt_sha256=prompt_sha256,
             decode=decode,
+            ood=ood,
         )
         self._write_audit(outcome)
         return outcome
 
     def _advice_message(self, clip: Clip, stages: dict[str, float | None], verdict: Verdict, reason: str,
                         advice: Advice | None, level: int, nav: NavInstruction | None,
-                        decode: DecodeResult | None, t: float) -> ActionAdvice:
+                        decode: DecodeResult | None, ood: OodCheck | None, t: float) -> ActionAdvice:
         """The cycle's advice, valid from its newest frame; `t` is when publishing began."""
         clock, budgets = self.parts.clock, self.config.budgets
         valid_ns = int(budgets.advice_valid_ms * 1e6)
@@ -372,6 +400,7 @@ class AdviceLoop:
             verdict=verdict,
             verdict_reason=reason[:200],
             advice=advice,
+            confidence=self._confidence(advice, decode, ood),
             frames=[
                 FrameRef(frame_id=fid, capture_mono_ns=mono, capture_wall_ns=wall)
                 for fid, mono, wall in zip(clip.frame_ids, clip.t_mono_ns, clip.t_wall_ns, strict=True)
@@ -457,6 +486,9 @@ def audit_record(outcome: CycleOutcome) -> dict[str, object]:
         "prompt_sha256": outcome.prompt_sha256,
         "raw_text": outcome.raw_text,
         "advice": advice.advice.model_dump(mode="json") if advice.advice else None,
+        "confidence": advice.confidence,
+        "confidence_raw": outcome.decode.confidence_raw if outcome.decode else None,
+        "ood_distance": outcome.ood.distance if outcome.ood else None,
         "verdict": advice.verdict.value,
         "verdict_reason": advice.verdict_reason,
         "stages_ms": outcome.stages_ms,

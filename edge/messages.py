@@ -19,7 +19,11 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-SCHEMA_VERSION: Literal[1] = 1
+# 2 added ActionAdvice.confidence. Version 1 messages are still accepted on receipt (a version 1
+# advice simply has no confidence; nav and feedback did not change), so planners and navigation
+# units can move to version 2 at their own pace; the runtime publishes version 2.
+SCHEMA_VERSION: Literal[2] = 2
+ACCEPTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 
 TOPIC_ADVICE = "advice"
 TOPIC_STATUS = "status"
@@ -159,7 +163,7 @@ class StageTimings(_Strict):
 class WireMessage(_Strict):
     TOPIC: ClassVar[str] = ""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     seq: int = Field(default=0, ge=0, description="Per-topic sequence number; gaps reveal loss.")
     mono_ns: int = Field(default=0, ge=0, description="Sender's CLOCK_MONOTONIC at publish.")
     wall_ns: int = Field(default=0, ge=0, description="Sender's wall clock (UTC epoch) at publish.")
@@ -172,6 +176,11 @@ class ActionAdvice(WireMessage):
     verdict: Verdict
     verdict_reason: str = Field(default="", max_length=STATUS_TEXT_MAX_CHARS)
     advice: Advice | None = None
+    confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Calibrated probability that the advice's action is right: the decoder's probability of the "
+                    "action over the actions the grammar allowed, mapped by the bundle's calibration; capped on "
+                    "out-of-domain input. Null without advice (and in version 1 messages).")
     frames: list[FrameRef] = Field(max_length=MAX_CLIP_FRAMES)
     valid_until_mono_ns: int = Field(ge=0)
     valid_until_wall_ns: int = Field(ge=0)

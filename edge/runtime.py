@@ -26,10 +26,12 @@ from edge.decoder import AdviceDecoder
 from edge.drivelog import DriveTap
 from edge.drivelog.tap import Sink
 from edge.feeds import ClipFeed, Clock, LiveFeed, SystemClock, open_live_feed
+from edge.llm.confidence import CALIBRATION_KEY, ConfidenceCalibration
 from edge.llm.openmp import wait_policy
 from edge.loop import AdviceLoop, LoopParts
 from edge.manifest import BundleError, BundleManifest, load_bundle
 from edge.messages import TOPIC_ADAPTER, TOPIC_FEEDBACK, TOPIC_NAV
+from edge.ood import OodDetector
 from edge.preprocess import Preprocessor
 from edge.quality import agreement_warning
 from edge.telemetry import Telemetry
@@ -49,6 +51,8 @@ class ModelParts:
     vision_reason: str
     decoder: AdviceDecoder
     warnings: list[str] = field(default_factory=list)  # said at load, then on the status topic
+    ood: OodDetector | None = None
+    calibration: ConfidenceCalibration | None = None
 
     def close(self) -> None:
         self.decoder.close()
@@ -82,7 +86,8 @@ def load_model_parts(config: RuntimeConfig, verify_hashes: bool = True) -> Model
     if warning:
         log.warning("bundle %s: %s", bundle_dir, warning)
     return ModelParts(manifest, bundle_dir, preprocessor, choice.backend, choice.reason, decoder,
-                      [warning] if warning else [])
+                      [warning] if warning else [], OodDetector.from_bundle(bundle_dir, manifest.reports),
+                      ConfidenceCalibration.from_json(manifest.quality.get(CALIBRATION_KEY)))
 
 
 @dataclass
@@ -206,6 +211,8 @@ def running_loop(
             audit=audit,
             tap=tap,
             enforce_deadlines=enforce_deadlines,
+            ood=models.ood,
+            calibration=models.calibration,
         )
         loop = AdviceLoop(config, parts, telemetry)
         for warning in models.warnings:

@@ -31,13 +31,16 @@ import numpy as np
 
 from edge.benchreport import Stats, make_report
 from edge.benchreport import write_report as write_json
+from edge.llm.confidence import expected_calibration_error
 from edge.messages import ActionAdvice, FrameRef, MetaAction, StageTimings, Status, Verdict
 from sim.labels import LabelWindow, load_labels, read_jsonl, window_at
+from sim.reliability import plot_reliability
 
 # Keys a recorder may add next to the wire fields; everything else must validate.
 RECORDER_KEYS = ("video_time_ms", "recv_mono_ns", "recv_wall_ns", "topic")
 STAGE_FIELDS = tuple(StageTimings.model_fields)
 NO_ADVICE = "no_advice"
+OUT_OF_DOMAIN = "out_of_domain"  # how the loop's verdict_reason names the warning (edge.ood)
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ def agreement(cycles: list[Cycle], windows: list[LabelWindow]) -> dict[str, Any]
                    "acceptable": [a.value for a in w.actions], "n": 0, "agree": 0, "no_advice": 0}
                   for w in windows]
     judged = agreed = missing = 0
+    confidence: list[tuple[float, bool]] = []
     for c in cycles:
         if c.video_ms is None:
             continue
@@ -170,6 +174,8 @@ def agreement(cycles: list[Cycle], windows: list[LabelWindow]) -> dict[str, Any]
             missing += 1
             continue
         judged += 1
+        if c.message.confidence is not None:
+            confidence.append((c.message.confidence, w.accepts(c.action)))
         if w.accepts(c.action):
             row["agree"] += 1
             agreed += 1
@@ -181,6 +187,7 @@ def agreement(cycles: list[Cycle], windows: list[LabelWindow]) -> dict[str, Any]
         "judged": judged,
         "agreed": agreed,
         "no_advice_in_windows": missing,
+        "calibration": expected_calibration_error([p for p, _ in confidence], [ok for _, ok in confidence]),
         "windows": per_window,
         "confusion": {k: dict(sorted(v.items())) for k, v in sorted(confusion.items())},
     }
@@ -335,10 +342,13 @@ def draw_overlay(frame: np.ndarray, cycle: Cycle | None, window: LabelWindow | N
             a = m.advice
             colour = URGENCY_COLOUR.get(a.urgency.value, (255, 255, 255))
             lateral = f" + {a.lateral.value}" if a.lateral else ""
-            text(f"{a.action.value.upper()}{lateral}  [{a.urgency.value}]", 8, 26, 0.7, colour, 2)
+            sure = f"  {m.confidence:.0%} sure" if m.confidence is not None else ""
+            text(f"{a.action.value.upper()}{lateral}  [{a.urgency.value}]{sure}", 8, 26, 0.7, colour, 2)
             text(a.rationale[:80], 8, 47, 0.45, (235, 235, 235))
         verdict_colour = (80, 220, 80) if m.verdict == Verdict.OK else (0, 200, 255)
-        text(f"cycle {m.cycle}  latency {latency}  verdict {m.verdict.value}", 8, 64, 0.42, verdict_colour)
+        foreign = "  OUT OF DOMAIN" if OUT_OF_DOMAIN in m.verdict_reason else ""
+        text(f"cycle {m.cycle}  latency {latency}  verdict {m.verdict.value}{foreign}", 8, 64, 0.42,
+             (0, 140, 255) if foreign else verdict_colour)
     if window is not None:
         agree = ""
         if cycle is not None and cycle.action is not None:
@@ -358,6 +368,10 @@ def _markdown(report: dict[str, Any], files: dict[str, str]) -> str:
     lines.append(f"- frame drop ratio: {fdr:.3f}" if fdr is not None else "- frame drop ratio: n/a (no status)")
     if report.get("accuracy") is not None:
         lines.append(f"- meta-action accuracy: {report['accuracy']:.1%} of {report['judged']} judged cycles")
+    if (report.get("calibration") or {}).get("ece") is not None:
+        lines.append(f"- confidence calibration: ECE {report['calibration']['ece']:.3f} over "
+                     f"{report['calibration']['n']} cycles (reliability.png)")
+    lines.append(f"- out-of-domain warnings: {report.get('out_of_domain_cycles', 0)} cycles")
     lines += ["", "## Stage latency (ms)", "", "| stage | n | p50 | p90 | p99 | max | budget | over budget |",
               "|---|---|---|---|---|---|---|---|"]
     for name, st in report["stages"].items():
@@ -427,6 +441,7 @@ def write_report(
         "advice_with_action": sum(1 for m in messages if m.advice is not None),
         "status_count": len(statuses),
         "actions": dict(Counter(c.action.value for c in cycles if c.action)),
+        "out_of_domain_cycles": sum(1 for m in messages if OUT_OF_DOMAIN in m.verdict_reason),
     }
     if windows:
         body.update(agreement(cycles, windows))
@@ -436,6 +451,9 @@ def write_report(
 
     stages_png = plot_stages(cycles, budgets, out / "stages.png")
     timeline_png = plot_timeline(cycles, windows, out / "timeline.png")
+    reliability_png = None
+    if "calibration" in report:
+        reliability_png = plot_reliability(report["calibration"], out / "reliability.png")
     annotated = None
     if video is not None:
         annotated, frame_cycles = annotate_video(Path(video), cycles, windows, out / "annotated.mp4")
@@ -443,6 +461,8 @@ def write_report(
         report["annotated_cycles"] = frame_runs(frame_cycles)
     report_json = write_json(out / "report.json", report)
     pictures = {"stage latency": stages_png.name, "advice timeline": timeline_png.name}
+    if reliability_png is not None:
+        pictures["confidence reliability"] = reliability_png.name
     if annotated is not None:
         pictures["annotated video"] = annotated.name
     report_md = out / "report.md"

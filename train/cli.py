@@ -25,7 +25,8 @@ def _to_stderr(line: str) -> None:
 
 
 # TrainConfig fields settable from the command line (defaults: train.trainer.TrainConfig).
-_CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "balance",
+_CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "warmup_steps",
+                   "balance",
                    "balance_by", "mirror_draws", "action_balance", "aux_balance", "train_mergers", "experts_implementation",
                    "threads")
 
@@ -39,6 +40,8 @@ def config_from_args(args: argparse.Namespace):
     given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
     if args.mirror:
         given["mirror_scenarios"] = expand_scenarios(name for value in args.mirror for name in value.split(","))
+    if args.init_checkpoint is not None:
+        given["init_checkpoint"] = str(args.init_checkpoint)
     return TrainConfig(seed=args.seed, init_seed=args.init_seed, max_minutes=args.minutes, **given)
 
 
@@ -69,6 +72,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         chosen = RECIPES[args.render]
         render_recipe(chosen, args.scenes, progress=None if args.no_progress else _to_stderr)
         recipe = chosen.to_json()
+    if args.real is not None:
+        from sim.real_labels import RealLabelsError, find_real_clips, training_scenes
+
+        try:
+            clips = find_real_clips(args.real, split="train")
+            training_scenes(clips, Path(args.scenes) / "real")
+        except RealLabelsError as exc:
+            print(f"edge train: {exc}", file=sys.stderr)
+            return 2
+        recipe = {**(recipe or {}), "real": {"folder": str(args.real), "clips": [c.name for c in clips],
+                                             "looks": "sim.real_labels.LOOKS"}}
     # The command as typed (from the subcommand on), for training.json; None when called from Python.
     command = ["edge", *sys.argv[sys.argv.index("train"):]] if "train" in sys.argv[1:] else None
     try:
@@ -97,8 +111,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from train.lora_cli import cmd_eval_lora
 
         return cmd_eval_lora(args)
+    if args.real is not None:
+        return _cmd_eval_real(args)
     if args.scenes is None and args.gate is None:
-        print("edge eval: --scenes is required (or --gate alone, to check a bundle's recorded agreement)",
+        print("edge eval: --scenes or --real is required (or --gate alone, to check a bundle's recorded agreement)",
               file=sys.stderr)
         return 2
     try:
@@ -109,6 +125,33 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.gate is None:
         return 0
     return _apply_gate(agreement, args.gate)
+
+
+def _cmd_eval_real(args: argparse.Namespace) -> int:
+    from edge.manifest import BundleError
+    from sim.labels import SidecarError
+    from train.eval_real import evaluate_real
+
+    emulate = [x for value in args.emulate or [] for x in value.split(",") if x]
+    try:
+        report = evaluate_real(args.bundle, args.real, args.out, combos=args.precision,
+                               split=None if args.split == "all" else args.split, emulate=emulate,
+                               progress=None if args.quiet else _to_stderr)
+    except (BundleError, SidecarError, ValueError) as exc:
+        print(f"edge eval: {exc}", file=sys.stderr)
+        return 2
+    for name, figures in report["precisions"].items():
+        rate = figures["false_alarm_rate"]
+        ece = figures["calibration"]["ece"]
+        print(f"{name:16s} false alarms {figures['false_alarms']}/{figures['cycles']} cycles"
+              + (f" ({rate:.1%})" if rate is not None else "")
+              + f"; out of domain {figures['out_of_domain_rate'] or 0:.1%}"
+              + (f"; ECE {ece:.3f}" if ece is not None else ""))
+        for cond, agg in figures["per_condition"].items():
+            print(f"  {cond:28s} {agg['false_alarms']}/{agg['cycles']}")
+    if args.out is not None:
+        print(f"report written to {args.out}")
+    return 0
 
 
 def _run_eval(args: argparse.Namespace) -> dict[str, float | None]:
@@ -206,6 +249,37 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_advice(args: argparse.Namespace) -> int:
+    from edge.manifest import BundleError
+    from sim.real_labels import RealLabelsError
+    from train.advice_stats import apply_to_bundle, fit_confidence, fit_ood
+
+    bundle = args.bundle or _default_bundle()
+    stats = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    try:
+        if args.ood_scenes:
+            ood = fit_ood(bundle, args.ood_scenes, args.ood_real, progress=_to_stderr)
+            stats["ood"] = ood.to_json()
+            print(f"out-of-domain statistics: {ood.source}; threshold {ood.threshold:.3f}")
+        if args.calibration_scenes:
+            calibration, summary = fit_confidence(bundle, args.calibration_scenes, args.precision,
+                                                  progress=_to_stderr)
+            stats["confidence"] = calibration.to_json()
+            stats["confidence_fit"] = summary
+            print(f"confidence calibration: a {summary['a']:.3f}, b {summary['b']:.3f} over {summary['cycles']} "
+                  f"cycles; ECE {summary['ece_raw']:.3f} raw -> {summary['ece_fitted']:.3f} fitted")
+    except (BundleError, RealLabelsError, ValueError) as exc:
+        print(f"edge fit-advice: {exc}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(stats) + "\n")
+    if args.apply:
+        apply_to_bundle(bundle, stats)
+        print(f"written into the bundle {bundle}")
+    print(f"statistics written to {args.out}")
+    return 0
+
+
 def register(subparsers) -> None:
     train = subparsers.add_parser(
         "train",
@@ -219,11 +293,17 @@ def register(subparsers) -> None:
     train.add_argument("--decoder-seed", type=int, default=None,
                        help="phase 2's batch order, if not --seed's (models are chosen among a few on the validation scenes)")
     train.add_argument("--init-seed", type=int, default=0, help="make_tiny_checkpoint seed of the start weights")
+    train.add_argument("--init-checkpoint", type=Path, default=None,
+                       help="warm start: fine-tune this trained checkpoint (its vision blocks stay frozen)")
+    train.add_argument("--real", type=Path, default=None,
+                       help="also train on the labelled recordings of this folder whose clips.json split is "
+                            "'train' (as recorded, mirrored and with emulated dusk/night exposure; data/drive)")
     train.add_argument("--vision-steps", type=int, help="phase 1: vision tower + auxiliary head steps")
     train.add_argument("--steps", type=int, help="phase 2: whole-model teacher-forcing steps")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--vision-batch-size", type=int, help="clips per phase-1 step")
     train.add_argument("--lr", type=float)
+    train.add_argument("--warmup-steps", type=int, help="phase 2's linear learning-rate warm-up")
     train.add_argument("--balance", type=float, help="sample weight = count(group) ** -BALANCE (0: uniform)")
     train.add_argument("--balance-by", choices=["scenario_action", "action"],
                        help="the groups --balance evens out")
@@ -267,6 +347,14 @@ def register(subparsers) -> None:
     )
     ev.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the built-in default bundle)")
     ev.add_argument("--scenes", type=Path, default=None, help="folder of `edge scene` outputs (searched recursively)")
+    ev.add_argument("--real", type=Path, default=None,
+                    help="folder of labelled recordings (NAME.mp4 + NAME.labels.jsonl, optional clips.json): "
+                         "false alarms per clip and condition, accuracy, calibration, out-of-domain rate")
+    ev.add_argument("--split", default="validation", help="with --real: the clips.json split to replay "
+                    "(train, validation, or all; default %(default)s; clips without an entry count as validation)")
+    ev.add_argument("--emulate", action="append", metavar="LOOK[,LOOK]",
+                    help="with --real: also replay darkened copies of every clip (dusk, night: an exposure "
+                         "transform, not real footage), reported as conditions of their own")
     ev.add_argument("--out", type=Path, default=None, help="report JSON to write")
     ev.add_argument("--precision", action="append", metavar="ENCODER+DECODER",
                     help="evaluate only these combinations, e.g. int8+q4_k_m (repeatable; the reference is always run)")
@@ -280,6 +368,24 @@ def register(subparsers) -> None:
                     "cycles, e.g. 0.97; without --scenes the bundle's recorded agreement is checked")
     add_lora_eval_arguments(ev)
     ev.set_defaults(func=_cmd_eval)
+
+    fit = subparsers.add_parser(
+        "fit-advice",
+        help="fit a bundle's out-of-domain statistics and confidence calibration (advice_stats.json)",
+        description="Out-of-domain statistics: the pooled vision embedding of one clip a second of the training "
+                    "videos. Confidence calibration: Platt scaling of the raw action probability against correctness "
+                    "over a lock-step replay of labelled scenes (validation, never held-out). The file goes next to "
+                    "a checkpoint (models/default/advice_stats.json), and the default bundle carries it.",
+    )
+    fit.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the built-in default bundle)")
+    fit.add_argument("--ood-scenes", type=Path, action="append", help="rendered training scenes (repeatable)")
+    fit.add_argument("--ood-real", type=Path, default=None, help="labelled recordings; their train split is in-domain")
+    fit.add_argument("--calibration-scenes", type=Path, default=None, help="labelled scenes to fit the calibration on")
+    fit.add_argument("--precision", default=None, metavar="ENCODER+DECODER",
+                     help="the combination to fit on (default: the bundle's most quantised, what the runtime runs)")
+    fit.add_argument("--out", type=Path, required=True, help="advice_stats.json to write (updated when it exists)")
+    fit.add_argument("--apply", action="store_true", help="also write the result into the bundle")
+    fit.set_defaults(func=_cmd_fit_advice)
 
     pr = subparsers.add_parser(
         "probe",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -22,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from edge.manifest import BundleError, load_bundle
+from train.advice_stats import ADVICE_STATS_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "default"
@@ -31,7 +33,8 @@ QUANTS = ("f16", "q4_k_m")
 # 2: the vision graph takes uint8 levels and normalises them itself.
 # 3: the vision graph takes whole frames and cuts the patches itself (manifest schema 2).
 # 4: the manifest records the driving agreement of int8+q4_k_m on train.gate.GATE_SCENES.
-BUNDLE_FORMAT = 4
+# 5: the bundle carries the checkpoint's advice_stats.json (out-of-domain statistics, confidence calibration).
+BUNDLE_FORMAT = 5
 CACHE_ENV = "EDGE_CACHE_DIR"
 
 
@@ -50,6 +53,8 @@ def checkpoint_digest(checkpoint: Path) -> str:
     files = [checkpoint / "config.json", *sorted(checkpoint.glob("*.safetensors"))]
     if (checkpoint / "training.json").is_file():  # export.bundle copies it into the manifest
         files.append(checkpoint / "training.json")
+    if (checkpoint / ADVICE_STATS_NAME).is_file():  # written into the bundle (train.advice_stats)
+        files.append(checkpoint / ADVICE_STATS_NAME)
     for path in files:
         if not path.is_file():
             raise BundleError(f"default checkpoint is incomplete: {path} is missing")
@@ -88,6 +93,12 @@ def build_default_bundle(out: Path, checkpoint: Path = DEFAULT_CHECKPOINT, *, ca
             result = calibrate_bundle(out, videos, CalibrationOptions(progress=progress, log=log))
         log(f"INT8 vision: worst held-out cosine {result.accuracy.worst_cosine:.5f} "
             f"({'adopted' if result.adopted else 'not adopted'})")
+    stats = checkpoint / ADVICE_STATS_NAME
+    if stats.is_file():
+        from train.advice_stats import apply_to_bundle
+
+        apply_to_bundle(out, json.loads(stats.read_text()))
+        log(f"out-of-domain statistics and confidence calibration from {stats}")
     if record_agreement:
         _record_driving_agreement(out, log)
     return out

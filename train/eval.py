@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +68,31 @@ class SceneRun:
     correct: list[bool | None]  # None: no label window at that time
     wall_s: float
     lost: int = 0  # cycles whose advice the recording planner did not receive (judged as no advice)
+    signals: list[CycleSignals] = field(default_factory=list)  # per cycle: confidence, out-of-domain, hazards
+
+
+@dataclass(frozen=True)
+class CycleSignals:
+    """What a cycle said besides its action: how sure (as published and raw), whether the input
+    looked foreign, and the hazards it named."""
+
+    confidence: float | None
+    raw: float | None
+    out_of_domain: bool
+    hazards: tuple[str, ...] = ()
+
+
+def cycle_signals(result: ReplayResult) -> list[CycleSignals]:
+    out = []
+    for cycle, outcome in zip(result.cycles(), result.outcomes, strict=True):
+        message = cycle.received
+        advice = message.advice if message is not None else None
+        out.append(CycleSignals(
+            message.confidence if message is not None else None,
+            outcome.decode.confidence_raw if outcome.decode is not None and advice is not None else None,
+            bool(outcome.ood is not None and outcome.ood.out_of_domain),
+            tuple(h.value for h in advice.hazards) if advice is not None else ()))
+    return out
 
 
 def judge_cycles(result: ReplayResult, windows: list[LabelWindow]
@@ -94,14 +119,30 @@ def run_scene(bundle_dir: Path, scene: Scene, config, models) -> SceneRun:
     result = replay_scene(bundle_dir, scene.video, scene.nav, None,
                           ReplayOptions(mode="lockstep", annotate=False), config=config, models=models)
     actions, times, correct, lost = judge_cycles(result, load_labels(scene.labels))
-    return SceneRun(scene, actions, times, correct, time.monotonic() - started, lost)
+    return SceneRun(scene, actions, times, correct, time.monotonic() - started, lost, cycle_signals(result))
 
 
 def _rate(values: list[bool]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarize(runs: list[SceneRun]) -> dict:
+def calibration_figures(runs: list[SceneRun], keep_raw: bool = False) -> dict:
+    """ECE and reliability bins of the published confidence over the judged cycles with advice,
+    the out-of-domain rate over every cycle, and (keep_raw) the raw probabilities for fitting."""
+    from edge.llm.confidence import expected_calibration_error
+
+    pairs = [(sig, ok) for r in runs for sig, ok in zip(r.signals, r.correct, strict=True)
+             if ok is not None and sig.confidence is not None]
+    signals = [sig for r in runs for sig in r.signals]
+    out = {"calibration": expected_calibration_error([s.confidence for s, _ in pairs], [ok for _, ok in pairs]),
+           "out_of_domain_rate": _rate([s.out_of_domain for s in signals]),
+           "out_of_domain_cycles": sum(s.out_of_domain for s in signals)}
+    if keep_raw:
+        out["calibration_cycles"] = [{"raw": s.raw, "correct": ok} for s, ok in pairs if s.raw is not None]
+    return out
+
+
+def summarize(runs: list[SceneRun], keep_raw: bool = False) -> dict:
     judged = [c for r in runs for c in r.correct if c is not None]
     by_scenario: dict[str, list[bool]] = {}
     by_variant: dict[str, list[bool]] = {}
@@ -131,6 +172,7 @@ def summarize(runs: list[SceneRun]) -> dict:
                                                  in zip(run.actions, run.video_ms, run.correct, strict=True)]}
                       for run in runs},
         "wall_s": round(sum(r.wall_s for r in runs), 1),
+        **(calibration_figures(runs, keep_raw) if any(r.signals for r in runs) else {}),
     }
 
 
@@ -164,7 +206,7 @@ def choose_combos(manifest: BundleManifest, combos: list[str] | None) -> tuple[l
 
 
 def eval_report(manifest: BundleManifest, bundle_dir: Path, scenes: list[Scene], reference: Combo,
-                runs: dict[str, list[SceneRun]]) -> dict:
+                runs: dict[str, list[SceneRun]], keep_raw: bool = False) -> dict:
     """The report of `edge eval` (and `edge fleet eval`): per combination, and each against the reference."""
     from edge.benchreport import machine_info
 
@@ -178,7 +220,7 @@ def eval_report(manifest: BundleManifest, bundle_dir: Path, scenes: list[Scene],
         "scenes": [s.rel for s in scenes],
         "mode": "lockstep",
         "reference": reference.name,
-        "precisions": {name: summarize(r) for name, r in runs.items()},
+        "precisions": {name: summarize(r, keep_raw) for name, r in runs.items()},
         "agreement": {f"{name} vs {reference.name}": agreement(r, runs[reference.name])["agreement"]
                       for name, r in runs.items() if name != reference.name},
         "agreement_detail": {f"{name} vs {reference.name}": agreement(r, runs[reference.name])
@@ -194,6 +236,7 @@ def evaluate(
     combos: list[str] | None = None,
     max_scenes: int | None = None,
     progress: Callable[[str], None] | None = print,
+    keep_raw: bool = False,
 ) -> dict:
     """Replay every scene under `scenes_root` per precision combination; write and return the report."""
     from edge.runtime import load_model_parts
@@ -226,8 +269,21 @@ def evaluate(
         finally:
             models.close()
 
-    report = eval_report(manifest, bundle_dir, scenes, reference, runs)
+    report = eval_report(manifest, bundle_dir, scenes, reference, runs, keep_raw)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(report, indent=2) + "\n")
+        write_reliability_plots(report, Path(out))
     return report
+
+
+def write_reliability_plots(report: dict, out: Path) -> list[Path]:
+    """One reliability plot per precision combination beside the report: OUT.<combo>.reliability.png."""
+    from sim.reliability import plot_reliability
+
+    paths = []
+    for name, figures in report["precisions"].items():
+        if figures.get("calibration"):
+            path = out.with_name(f"{out.stem}.{name}.reliability.png")
+            paths.append(plot_reliability(figures["calibration"], path, title=f"{name} confidence"))
+    return paths

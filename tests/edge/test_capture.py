@@ -273,7 +273,7 @@ def test_stepped_mode_is_deterministic(tmp_path: Path):
 
 @pytest.mark.skipif(not DRIVE.is_dir() or not any(DRIVE.glob("*.mp4")), reason="drive videos not present")
 def test_real_drive_video_as_camera():
-    video = sorted(DRIVE.glob("*.mp4"))[0]
+    video = DRIVE / "udacity_solidWhiteRight.mp4"
     options = CaptureOptions(interval_ms=120, frames_per_clip=4)
     with CameraCapture(video, options) as capture:
         clip = capture.wait_clip(after_seq=0, timeout_s=5)

@@ -78,3 +78,31 @@ def test_edge_listen_prints_json_lines(zmq_context):
     assert len(lines) == 3
     assert [line["seq"] for line in lines] == sorted(line["seq"] for line in lines)
     assert "received 3 advice" in err
+
+
+def test_low_confidence_advice_is_advisory_only(zmq_context):
+    """PlannerClient(min_confidence=...) marks advice under it, and advice without a confidence
+    (a version 1 runtime), as advisory; without the option nothing is."""
+    import pytest
+
+    pub = Publisher("tcp://127.0.0.1:*", context=zmq_context)
+    client = PlannerClient(pub.endpoint, context=zmq_context, min_confidence=0.6)
+    deadline = time.monotonic() + 5
+    while client.last_status is None and time.monotonic() < deadline:
+        pub.publish(heartbeat())
+        client.next_advice(timeout_ms=50)
+    for confidence in (0.9, 0.3, None):
+        pub.publish(sample_advice().model_copy(update={"confidence": confidence}))
+    events = [client.next_advice(timeout_ms=2_000) for _ in range(3)]
+    assert [e.advice.confidence for e in events] == [0.9, 0.3, None]
+    assert [e.advisory for e in events] == [False, True, True]
+    assert client.counters.advisory == 2
+    assert "conf=0.30" in format_advice_line(events[1]) and "[advisory]" in format_advice_line(events[1])
+    plain = PlannerClient(pub.endpoint, context=zmq_context)
+    assert not plain.is_advisory(events[1].advice)
+    no_decision = sample_advice().model_copy(update={"advice": None, "confidence": None})
+    assert not client.is_advisory(no_decision)
+    with pytest.raises(ValueError, match="min_confidence"):
+        PlannerClient(pub.endpoint, context=zmq_context, min_confidence=1.5)
+    client.close()
+    plain.close()

@@ -67,7 +67,7 @@ def resized_frames(request) -> list[np.ndarray]:
     frames = [rng.integers(0, 256, (PROFILE.height, PROFILE.width, 3), dtype=np.uint8) for _ in range(2)]
     from tests.conftest import DRIVE_DIR
 
-    videos = sorted(DRIVE_DIR.glob("*.mp4"))
+    videos = sorted(DRIVE_DIR.glob("udacity_*.mp4"))
     if videos:
         cap = cv2.VideoCapture(str(videos[0]))
         for _ in range(2):

@@ -132,3 +132,19 @@ def test_a_cycle_whose_advice_never_arrived_counts_as_no_advice_not_as_missing()
     assert actions == ["keep_speed", NO_ADVICE, "stop", NO_ADVICE]
     assert correct == [True, False, True, False]
     assert lost == 1
+
+
+def test_the_default_bundle_is_rebuilt_when_the_advice_statistics_change(tmp_path):
+    """advice_stats.json (out-of-domain statistics, confidence calibration) is written into the
+    bundle, so the cache key covers it too."""
+    import shutil
+
+    from train.advice_stats import ADVICE_STATS_NAME
+    from train.default import DEFAULT_CHECKPOINT, checkpoint_digest
+
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(DEFAULT_CHECKPOINT, copy)
+    (copy / ADVICE_STATS_NAME).write_text(json.dumps({"confidence": {"method": "platt", "a": 1.0, "b": 0.0}}))
+    before = checkpoint_digest(copy)
+    (copy / ADVICE_STATS_NAME).write_text(json.dumps({"confidence": {"method": "platt", "a": 0.5, "b": 0.0}}))
+    assert checkpoint_digest(copy) != before

@@ -419,3 +419,31 @@ def test_probe_refuses_a_folder_that_is_not_a_checkpoint(scenes, tmp_path, capsy
                  "--out", str(out)]) == 2
     assert "not a checkpoint folder" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_warm_start_trains_the_decoder_and_mergers_and_keeps_the_tower_blocks(dataset, tmp_path):
+    """`--init-checkpoint` (a fine-tune): no phase 1, the tower's blocks stay as the start checkpoint
+    has them, and training.json records what it started from."""
+    import dataclasses
+
+    import torch
+
+    from export.tiny import make_tiny_checkpoint
+    from train.trainer import TrainConfig, load_start_model, train_model, warm_start_record
+
+    start = make_tiny_checkpoint(tmp_path / "start", seed=1)
+    tokenizer, model = load_start_model(start, "eager")
+    before = {k: v.clone() for k, v in model.model.visual.state_dict().items()}
+    small = dataclasses.replace(dataset, examples=dataset.examples[-4:], _frames={})
+    config = TrainConfig(seed=0, steps=2, batch_size=1, lr=2e-3, warmup_steps=1, balance=0.0, vision_steps=0,
+                         init_checkpoint=str(start))
+    result = train_model(model, tokenizer, small, config, progress=False)
+    assert result.steps_done == 2 and result.vision_losses == []
+    after = model.model.visual.state_dict()
+    mergers = {k for k in after if k.startswith(("merger.", "deepstack_merger_list."))}
+    assert all(torch.equal(before[k], after[k]) for k in after if k not in mergers)
+    assert any(not torch.equal(before[k], after[k]) for k in mergers)
+    record = warm_start_record(start)
+    assert record["checkpoint"] == str(start) and len(record["weights_sha256"]) == 64
+    with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
+        warm_start_record(tmp_path)
