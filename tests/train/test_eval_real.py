@@ -102,7 +102,7 @@ def test_labels_that_do_not_fit_the_video_are_refused_before_any_replay(bundle, 
     folder = tmp_path / "bad"
     shutil.copytree(recordings, folder)
     (folder / "drive.labels.jsonl").write_text(labels_row(12000))
-    run = subprocess.run([sys.executable, "-m", "edge.cli", "eval", "--bundle", str(bundle), "--real", str(folder),
+    run = subprocess.run([sys.executable, "-m", "edge_cli", "eval", "--bundle", str(bundle), "--real", str(folder),
                           "--split", "all"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert "labels end at 12.00 s but the video lasts 3.52 s" in run.stderr
