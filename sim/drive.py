@@ -46,7 +46,7 @@ class Drive:
     ramps: list[Ramp]
     markings: list[Marking]
     nav: list[dict[str, Any]]
-    behaviours: list[Behaviour] = field(default_factory=list)
+    behaviours: list[Behaviour[Any]] = field(default_factory=list)
 
     @property
     def route_length(self) -> float:
@@ -68,7 +68,7 @@ def generic_situation(ego: EgoState, cruise_mps: float) -> Situation:
 def simulate(scenario: Scenario, seed: int = 0) -> Drive:
     layout = RoadLayout(scenario.road)
     ctx = DriveContext(scenario, layout, np.random.default_rng([seed, 0]), lane=scenario.ego_lane)
-    behaviours: list[Behaviour] = []
+    behaviours: list[Behaviour[Any]] = []
     for index, spec in enumerate(scenario.events):
         rng = np.random.default_rng([seed, index + 1])
         jitter = float(rng.uniform(*JITTER))

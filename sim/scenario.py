@@ -64,7 +64,7 @@ class _Spec(BaseModel):
 Side = Literal["left", "right"]
 
 
-class LeadBrake(_Spec):
+class LeadBrakeSpec(_Spec):
     """A lead car in the ego lane that brakes hard, stops, and later drives off."""
 
     kind: Literal["lead_brake"]
@@ -74,7 +74,7 @@ class LeadBrake(_Spec):
     hold_s: float = Field(default=3.0, ge=0, le=60, description="Standstill before it drives off.")
 
 
-class TrafficLight(_Spec):
+class TrafficLightSpec(_Spec):
     """A signal over the ego lane: green until ``at_s``, then yellow, red, and green again."""
 
     kind: Literal["traffic_light"]
@@ -84,7 +84,7 @@ class TrafficLight(_Spec):
     red_s: float = Field(default=5.0, gt=0, le=120)
 
 
-class PedestrianCross(_Spec):
+class PedestrianCrossSpec(_Spec):
     """A pedestrian steps off the kerb on ``side`` and crosses the whole road at a zebra."""
 
     kind: Literal["pedestrian_cross"]
@@ -94,7 +94,7 @@ class PedestrianCross(_Spec):
     speed_mps: float = Field(default=1.3, gt=0.3, le=3)
 
 
-class Cyclist(_Spec):
+class CyclistSpec(_Spec):
     """A cyclist riding along the ``side`` edge of the ego lane; the ego nudges away to pass."""
 
     kind: Literal["cyclist"]
@@ -104,7 +104,7 @@ class Cyclist(_Spec):
     speed_mps: float = Field(default=4.0, ge=0, le=10)
 
 
-class Obstacle(_Spec):
+class ObstacleSpec(_Spec):
     """A stalled car with hazard lights sticking into the ego lane from ``side``: nudge away."""
 
     kind: Literal["obstacle"]
@@ -113,7 +113,7 @@ class Obstacle(_Spec):
     side: Side = "right"
 
 
-class Cones(_Spec):
+class ConesSpec(_Spec):
     """A row of cones with an arrow board closing a lane. ``closes = "ego"`` closes the ego lane
     (change to ``side``); ``"left"``/``"right"`` closes that neighbour lane (keep the lane)."""
 
@@ -130,7 +130,7 @@ NavManeuver = Literal[
 ]
 
 
-class Nav(_Spec):
+class NavSpec(_Spec):
     """A navigation instruction; the junction, ramp or destination is built ``distance_m``
     ahead. The instruction is re-announced every ``update_every_s`` with the remaining
     distance, as a real navigation unit does, until the turn or exit is complete; then the unit
@@ -146,7 +146,7 @@ class Nav(_Spec):
     update_every_s: float = Field(default=1.0, gt=0.05, le=60)
 
 
-class EmergencyVehicle(_Spec):
+class EmergencyVehicleSpec(_Spec):
     """An emergency vehicle with flashing lights comes towards the ego in the oncoming lane:
     pull over onto the shoulder and wait until it has passed."""
 
@@ -156,7 +156,7 @@ class EmergencyVehicle(_Spec):
     speed_mps: float = Field(default=10.0, gt=1, le=40)
 
 
-class CrossTraffic(_Spec):
+class CrossTrafficSpec(_Spec):
     """A junction with a yield sign; a car crosses from ``side`` and the ego gives way."""
 
     kind: Literal["cross_traffic"]
@@ -166,7 +166,7 @@ class CrossTraffic(_Spec):
     speed_mps: float = Field(default=8.0, gt=1, le=25)
 
 
-class SpeedLimit(_Spec):
+class SpeedLimitSpec(_Spec):
     """A speed sign ``distance_m`` ahead; the ego adopts the new cruise speed from ``at_s``."""
 
     kind: Literal["speed_limit"]
@@ -176,32 +176,32 @@ class SpeedLimit(_Spec):
 
 
 EventSpec = Annotated[
-    LeadBrake
-    | TrafficLight
-    | PedestrianCross
-    | Cyclist
-    | Obstacle
-    | Cones
-    | Nav
-    | EmergencyVehicle
-    | CrossTraffic
-    | SpeedLimit,
+    LeadBrakeSpec
+    | TrafficLightSpec
+    | PedestrianCrossSpec
+    | CyclistSpec
+    | ObstacleSpec
+    | ConesSpec
+    | NavSpec
+    | EmergencyVehicleSpec
+    | CrossTrafficSpec
+    | SpeedLimitSpec,
     Field(discriminator="kind"),
 ]
 
 EVENT_MODELS: dict[str, type[_Spec]] = {
     m.model_fields["kind"].annotation.__args__[0]: m  # type: ignore[union-attr]
     for m in (
-        LeadBrake,
-        TrafficLight,
-        PedestrianCross,
-        Cyclist,
-        Obstacle,
-        Cones,
-        Nav,
-        EmergencyVehicle,
-        CrossTraffic,
-        SpeedLimit,
+        LeadBrakeSpec,
+        TrafficLightSpec,
+        PedestrianCrossSpec,
+        CyclistSpec,
+        ObstacleSpec,
+        ConesSpec,
+        NavSpec,
+        EmergencyVehicleSpec,
+        CrossTrafficSpec,
+        SpeedLimitSpec,
     )
 }
 EVENT_KINDS = tuple(EVENT_MODELS)
@@ -254,7 +254,7 @@ class Scenario:
     ambient_traffic: bool
     road: RoadSpec
     ego: EgoSpec
-    events: tuple[Any, ...] = field(default_factory=tuple)
+    events: tuple[EventSpec, ...] = field(default_factory=tuple)
     source_text: str = ""
 
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -149,12 +149,23 @@ def track(v: float, v_des: float, gain: float = 2.0) -> float:
     return gain * (v_des - v)
 
 
-class Behaviour:
-    """One scenario event's effect on the drive. Subclasses override what they need."""
+class Timed(Protocol):
+    """What every behaviour's spec has: when it starts."""
+
+    @property
+    def at_s(self) -> float: ...
+
+
+SpecT = TypeVar("SpecT", bound=Timed)
+
+
+class Behaviour(Generic[SpecT]):
+    """One scenario event's effect on the drive, typed by its spec (``sim.scenario``). Subclasses
+    override what they need."""
 
     priority = 50
 
-    def __init__(self, spec: Any, ctx: DriveContext, jitter: float, rng: np.random.Generator | None = None) -> None:
+    def __init__(self, spec: SpecT, ctx: DriveContext, jitter: float, rng: np.random.Generator | None = None) -> None:
         self.spec = spec
         self.ctx = ctx
         # Each event draws its looks from its own generator, so adding an event does not

@@ -29,11 +29,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from edge.benchreport import Report, Stats, make_report, print_ratios, ratio, write_report
+
+if TYPE_CHECKING:
+    from edge.manifest import DecoderArtifact
 
 # Deterministic filler that makes the prompt as long as asked (the text does not affect the speed
 # of a dense evaluation, only the count does).
@@ -211,6 +214,90 @@ def paired_ratio(ours: tuple[list[float], list[int]], raw: tuple[list[float], li
     return float(np.median(ours_rates / raw_rates))
 
 
+Samples = dict[str, tuple[list[float], list[int]]]  # row name -> (seconds per repeat, tokens per repeat)
+STAGE_ROWS = ("prefill", "generation", "grammar_generation")
+
+
+def _interleaved_rounds(ours: OursDecoder, raw: RawDecoder, prompt: list[int],
+                        settings: DecodeBenchSettings) -> tuple[Samples, dict[str, list[int]]]:
+    """Warm-up rounds, then measured rounds of both variants in alternating order: (samples, the
+    tokens of each row's first measured round)."""
+    samples: Samples = {}
+    first_tokens: dict[str, list[int]] = {}
+
+    def record(name: str, seconds: float, tokens: list[int]) -> None:
+        secs, counts = samples.setdefault(name, ([], []))
+        secs.append(seconds)
+        counts.append(len(tokens))
+        first_tokens.setdefault(name, tokens)
+
+    def round_ours(keep: bool) -> None:
+        prefill_s = ours.prefill(prompt)
+        gen = ours.generate(settings.gen_tokens)
+        grammar_gen = ours.generate_grammar(prompt, settings.gen_tokens) if settings.grammar else None
+        if keep:
+            record("ours_prefill", prefill_s, prompt)
+            record("ours_generation", gen.seconds, gen.tokens)
+            if grammar_gen is not None:
+                record("ours_grammar_generation", grammar_gen.seconds, grammar_gen.tokens)
+
+    def round_raw(keep: bool) -> None:
+        prefill_s = raw.prefill(prompt)
+        gen = raw.generate(prompt, settings.gen_tokens)
+        grammar_gen = raw.generate_grammar(prompt, settings.gen_tokens) if settings.grammar else None
+        if keep:
+            record("raw_prefill", prefill_s, prompt)
+            record("raw_generation", gen.seconds, gen.tokens)
+            if grammar_gen is not None:
+                record("raw_grammar_generation", grammar_gen.seconds, grammar_gen.tokens)
+
+    for _ in range(settings.warmup):
+        round_ours(False)
+        round_raw(False)
+    for repeat in range(settings.repeats):
+        # Alternate the order: whichever runs second may find warmer caches or a busier CPU.
+        order = (round_ours, round_raw) if repeat % 2 == 0 else (round_raw, round_ours)
+        for one_round in order:
+            one_round(True)
+    return samples, first_tokens
+
+
+def _decode_report(settings: DecodeBenchSettings, artifact: DecoderArtifact, samples: Samples,
+                   first_tokens: dict[str, list[int]]) -> Report:
+    results = {name: rate_entry(*samples[name]) for name in samples}
+    ratios: dict[str, float | None] = {}
+    for stage in STAGE_ROWS:
+        if f"ours_{stage}" in results:
+            ratios[f"ours_over_raw_{stage}_tokens_per_s"] = ratio(
+                results[f"ours_{stage}"]["tokens_per_s"], results[f"raw_{stage}"]["tokens_per_s"])
+    ratios["ours_over_raw_tokens_per_s"] = ratios["ours_over_raw_generation_tokens_per_s"]
+    # The same ratios from paired runs: repeat r of ours against repeat r of raw (adjacent in time),
+    # median over r. On a shared machine whose load swings between rounds this is the steadier figure.
+    paired: dict[str, float] = {}
+    for stage in STAGE_ROWS:
+        if f"ours_{stage}" in samples:
+            paired[f"ours_over_raw_{stage}_tokens_per_s"] = paired_ratio(samples[f"ours_{stage}"],
+                                                                         samples[f"raw_{stage}"])
+    # With an adapter the two sides run different models: their tokens may differ, the work is the same.
+    checks = {} if settings.lora else {
+        "generation_tokens_match": first_tokens["ours_generation"] == first_tokens["raw_generation"],
+    }
+    if settings.grammar and not settings.lora:
+        checks["grammar_generation_tokens_match"] = (
+            first_tokens["ours_grammar_generation"] == first_tokens["raw_grammar_generation"])
+    return make_report(
+        "decode", results, ratios,
+        paired_ratios=paired,
+        checks=checks,
+        config={**asdict(settings), "gguf": artifact.path, "n_vocab": artifact.n_vocab,
+                "n_layer": artifact.n_layer, "n_embd": artifact.n_embd, "kv_type": "f16",
+                "cpu_count": os.cpu_count(), "interleaved": True,
+                "ours": "edge.llm LlamaContext.eval_tokens + edge.llm.generate(GreedySampler)",
+                "raw": "llama_cpp.Llama.eval + Llama.generate(temp=0, top_k=1)",
+                "ours_lora": settings.lora},
+    )
+
+
 def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) -> Report:
     from edge.decoder import choose_decoder
     from edge.grammar import advice_grammar
@@ -234,79 +321,11 @@ def run_decode_bench(bundle: Path, settings: DecodeBenchSettings | None = None) 
                               PromptTemplate.from_manifest(manifest.prompt).prefix())
         if len(prompt) < settings.prompt_tokens:
             raise ValueError(f"could not build a {settings.prompt_tokens}-token prompt")
-        samples: dict[str, tuple[list[float], list[int]]] = {}
-        first_tokens: dict[str, list[int]] = {}
-
-        def record(name: str, seconds: float, tokens: list[int]) -> None:
-            secs, counts = samples.setdefault(name, ([], []))
-            secs.append(seconds)
-            counts.append(len(tokens))
-            first_tokens.setdefault(name, tokens)
-
-        def round_ours(keep: bool) -> None:
-            prefill_s = ours.prefill(prompt)
-            gen = ours.generate(settings.gen_tokens)
-            grammar_gen = ours.generate_grammar(prompt, settings.gen_tokens) if settings.grammar else None
-            if keep:
-                record("ours_prefill", prefill_s, prompt)
-                record("ours_generation", gen.seconds, gen.tokens)
-                if grammar_gen is not None:
-                    record("ours_grammar_generation", grammar_gen.seconds, grammar_gen.tokens)
-
-        def round_raw(keep: bool) -> None:
-            prefill_s = raw.prefill(prompt)
-            gen = raw.generate(prompt, settings.gen_tokens)
-            grammar_gen = raw.generate_grammar(prompt, settings.gen_tokens) if settings.grammar else None
-            if keep:
-                record("raw_prefill", prefill_s, prompt)
-                record("raw_generation", gen.seconds, gen.tokens)
-                if grammar_gen is not None:
-                    record("raw_grammar_generation", grammar_gen.seconds, grammar_gen.tokens)
-
-        for _ in range(settings.warmup):
-            round_ours(False)
-            round_raw(False)
-        for repeat in range(settings.repeats):
-            # Alternate the order: whichever runs second may find warmer caches or a busier CPU.
-            order = (round_ours, round_raw) if repeat % 2 == 0 else (round_raw, round_ours)
-            for one_round in order:
-                one_round(True)
+        samples, first_tokens = _interleaved_rounds(ours, raw, prompt, settings)
     finally:
         raw.close()
         ours.close()
-
-    results = {name: rate_entry(*samples[name]) for name in samples}
-    ratios: dict[str, float | None] = {}
-    for stage in ("prefill", "generation", "grammar_generation"):
-        if f"ours_{stage}" in results:
-            ratios[f"ours_over_raw_{stage}_tokens_per_s"] = ratio(
-                results[f"ours_{stage}"]["tokens_per_s"], results[f"raw_{stage}"]["tokens_per_s"])
-    ratios["ours_over_raw_tokens_per_s"] = ratios["ours_over_raw_generation_tokens_per_s"]
-    # The same ratios from paired runs: repeat r of ours against repeat r of raw (adjacent in time),
-    # median over r. On a shared machine whose load swings between rounds this is the steadier figure.
-    paired: dict[str, float] = {}
-    for stage in ("prefill", "generation", "grammar_generation"):
-        if f"ours_{stage}" in samples:
-            paired[f"ours_over_raw_{stage}_tokens_per_s"] = paired_ratio(samples[f"ours_{stage}"],
-                                                                         samples[f"raw_{stage}"])
-    # With an adapter the two sides run different models: their tokens may differ, the work is the same.
-    checks = {} if settings.lora else {
-        "generation_tokens_match": first_tokens["ours_generation"] == first_tokens["raw_generation"],
-    }
-    if settings.grammar and not settings.lora:
-        checks["grammar_generation_tokens_match"] = (
-            first_tokens["ours_grammar_generation"] == first_tokens["raw_grammar_generation"])
-    return make_report(
-        "decode", results, ratios,
-        paired_ratios=paired,
-        checks=checks,
-        config={**asdict(settings), "gguf": artifact.path, "n_vocab": artifact.n_vocab,
-                "n_layer": artifact.n_layer, "n_embd": artifact.n_embd, "kv_type": "f16",
-                "cpu_count": os.cpu_count(), "interleaved": True,
-                "ours": "edge.llm LlamaContext.eval_tokens + edge.llm.generate(GreedySampler)",
-                "raw": "llama_cpp.Llama.eval + Llama.generate(temp=0, top_k=1)",
-                "ours_lora": settings.lora},
-    )
+    return _decode_report(settings, artifact, samples, first_tokens)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

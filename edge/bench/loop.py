@@ -24,9 +24,9 @@ import os
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge.benchreport import Report, Stats, make_report, ratio, write_report
 
@@ -62,7 +62,11 @@ class LoopBenchSettings:
 
 
 if TYPE_CHECKING:
+    from edge.capture import Clip
+    from edge.drivelog.tap import DriveTap
+    from edge.feeds import ClipFeed
     from edge.loop import AdviceLoop, CycleOutcome
+    from edge.runtime import ModelParts
 
 
 def looping_cycle(loop: AdviceLoop) -> CycleOutcome:
@@ -117,90 +121,110 @@ def _open_feed(settings: LoopBenchSettings, video: Path, models):
     return open_live_feed(str(video), options, models.preprocessor), SystemClock(), True
 
 
-def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None = None) -> Report:
-    from edge.runtime import load_model_parts, running_loop
+@dataclass
+class _Measured:
+    """What the measured cycles leave: each stage's samples and the work the cycles did."""
 
-    settings = settings or LoopBenchSettings()
-    video = Path(video)
-    if not video.is_file():
-        raise FileNotFoundError(f"video {video} does not exist")
-    samples: dict[str, list[float]] = {name: [] for name in (*STAGES, "cycle_wall", "overhead",
-                                                              "overhead_other", "next_clip")}
-    if settings.drivelog:
-        samples |= {f"{name}_drivelog_{state}": [] for name in ("overhead", "cycle_wall") for state in ("on", "off")}
-    verdicts: Counter[str] = Counter()
-    prefill_tokens: list[int] = []
-    generated_tokens: list[int] = []
-    frame_ids: list[int] = []
+    samples: dict[str, list[float]]
+    verdicts: Counter[str] = field(default_factory=Counter)
+    prefill_tokens: list[int] = field(default_factory=list)
+    generated_tokens: list[int] = field(default_factory=list)
+    frame_ids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, drivelog: bool) -> _Measured:
+        samples: dict[str, list[float]] = {name: [] for name in (*STAGES, "cycle_wall", "overhead",
+                                                                  "overhead_other", "next_clip")}
+        if drivelog:
+            samples |= {f"{name}_drivelog_{state}": [] for name in ("overhead", "cycle_wall") for state in ("on", "off")}
+        return cls(samples)
+
+    def add(self, outcome: CycleOutcome, clip: Clip, next_clip_ms: float, drivelog_state: str | None) -> None:
+        """One measured cycle; `drivelog_state` is "on"/"off" when the bench alternates the drive log."""
+        samples = self.samples
+        # The published StageTimings (their publish_ms runs up to the send, as before).
+        stages = outcome.advice.stages.model_dump()
+        for name in STAGES:
+            value = stages.get(f"{name}_ms")
+            if value is not None:
+                samples[name].append(value)
+        model_ms = sum(stages.get(f"{name}_ms") or 0.0 for name in MODEL_STAGES)
+        overhead = outcome.cycle_wall_ms - model_ms
+        samples["cycle_wall"].append(outcome.cycle_wall_ms)
+        samples["overhead"].append(overhead)
+        samples["overhead_other"].append(
+            overhead - (stages.get("preprocess_ms") or 0.0) - (stages.get("publish_ms") or 0.0))
+        samples["next_clip"].append(next_clip_ms)
+        if drivelog_state is not None:
+            samples[f"overhead_drivelog_{drivelog_state}"].append(overhead)
+            samples[f"cycle_wall_drivelog_{drivelog_state}"].append(outcome.cycle_wall_ms)
+        self.verdicts[outcome.advice.verdict.value] += 1
+        self.frame_ids.append(clip.frame_ids[-1])
+        if outcome.decode is not None:
+            self.prefill_tokens.append(outcome.decode.prefill_tokens)
+            self.generated_tokens.append(outcome.decode.generated_tokens)
+
+
+def _switch_drivelog(loop: AdviceLoop, tap: DriveTap | None, done: int) -> bool:
+    """Turn the drive log on or off for the block `done` falls in; whether it is on."""
+    if tap is None:
+        return False
+    on = (done // DRIVELOG_BLOCK) % 2 == 0
+    if not on and done % DRIVELOG_BLOCK == 0:
+        tap.drain()  # the off block starts without the writer's backlog
+    loop.parts.tap = tap if on else None
+    return on
+
+
+def _run_cycles(loop: AdviceLoop, feed: ClipFeed, settings: LoopBenchSettings, measured: _Measured) -> None:
+    """Warm-up and measured cycles, each on the next clip the feed gives."""
+    tap = loop.parts.tap
+    done = 0
+    last_clip_at = time.monotonic()
+    while done < settings.warmup + settings.cycles:
+        t = time.perf_counter()
+        clip = loop.next_clip()
+        next_clip_ms = (time.perf_counter() - t) * 1e3
+        if clip is None:
+            if time.monotonic() - last_clip_at > NO_CLIP_TIMEOUT_S:
+                raise RuntimeError(f"no clip for {NO_CLIP_TIMEOUT_S:.0f} s: {feed.health()}")
+            continue
+        last_clip_at = time.monotonic()
+        drivelog_on = _switch_drivelog(loop, tap, done)
+        outcome = loop.run_cycle(clip)
+        done += 1
+        if done > settings.warmup:
+            state = None if tap is None else ("on" if drivelog_on else "off")
+            measured.add(outcome, clip, next_clip_ms, state)
+    if tap is not None:
+        loop.parts.tap = tap
+
+
+def _run_facts(loop: AdviceLoop, models: ModelParts, audit_path: Path | None, resizes_before: int) -> dict[str, Any]:
+    """What the run did besides its cycles (drive-log records, resizes, audit lines) and what it ran on."""
+    tap = loop.parts.tap
     drivelog_work: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="edge-bench-loop-") as tmp:
-        audit_path = Path(tmp) / "audit.jsonl" if settings.audit else None
-        config = bench_config(bundle, settings, audit_path, Path(tmp) if settings.drivelog else None)
-        models = load_model_parts(config)
-        try:
-            feed, clock, enforce = _open_feed(settings, video, models)
-            preprocess_resizes_before = models.preprocessor.resizes
-            with running_loop(config, models=models, feed=feed, clock=clock, enforce_deadlines=enforce) as loop:
-                tap = loop.parts.tap
-                done = 0
-                last_clip_at = time.monotonic()
-                while done < settings.warmup + settings.cycles:
-                    t = time.perf_counter()
-                    clip = loop.next_clip()
-                    next_clip_ms = (time.perf_counter() - t) * 1e3
-                    if clip is None:
-                        if time.monotonic() - last_clip_at > NO_CLIP_TIMEOUT_S:
-                            raise RuntimeError(f"no clip for {NO_CLIP_TIMEOUT_S:.0f} s: {feed.health()}")
-                        continue
-                    last_clip_at = time.monotonic()
-                    drivelog_on = tap is not None and (done // DRIVELOG_BLOCK) % 2 == 0
-                    if tap is not None:
-                        if not drivelog_on and done % DRIVELOG_BLOCK == 0:
-                            tap.drain()  # the off block starts without the writer's backlog
-                        loop.parts.tap = tap if drivelog_on else None
-                    outcome = loop.run_cycle(clip)
-                    done += 1
-                    if done <= settings.warmup:
-                        continue
-                    # The published StageTimings (their publish_ms runs up to the send, as before).
-                    stages = outcome.advice.stages.model_dump()
-                    for name in STAGES:
-                        value = stages.get(f"{name}_ms")
-                        if value is not None:
-                            samples[name].append(value)
-                    model_ms = sum(stages.get(f"{name}_ms") or 0.0 for name in MODEL_STAGES)
-                    overhead = outcome.cycle_wall_ms - model_ms
-                    samples["cycle_wall"].append(outcome.cycle_wall_ms)
-                    samples["overhead"].append(overhead)
-                    samples["overhead_other"].append(
-                        overhead - (stages.get("preprocess_ms") or 0.0) - (stages.get("publish_ms") or 0.0))
-                    samples["next_clip"].append(next_clip_ms)
-                    if tap is not None:
-                        state = "on" if drivelog_on else "off"
-                        samples[f"overhead_drivelog_{state}"].append(overhead)
-                        samples[f"cycle_wall_drivelog_{state}"].append(outcome.cycle_wall_ms)
-                    verdicts[outcome.advice.verdict.value] += 1
-                    frame_ids.append(clip.frame_ids[-1])
-                    if outcome.decode is not None:
-                        prefill_tokens.append(outcome.decode.prefill_tokens)
-                        generated_tokens.append(outcome.decode.generated_tokens)
-                if tap is not None:
-                    loop.parts.tap = tap
-                    tap.drain()
-                    drivelog_work = {"drivelog_records_written": tap.written, "drivelog_dropped": tap.dropped}
-                resizes = models.preprocessor.resizes - preprocess_resizes_before
-                vision_backend = models.vision.name
-                decoder_quant = models.decoder.artifact.quant
-                decoder_threads = {"generation": models.decoder.threads, "prefill": models.decoder.threads_batch}
-                audit_lines = 0
-                if loop.parts.audit is not None and audit_path is not None:
-                    loop.parts.audit.sync()
-                    audit_lines = sum(1 for _ in audit_path.open())
-        finally:
-            models.close()
+    if tap is not None:
+        tap.drain()
+        drivelog_work = {"drivelog_records_written": tap.written, "drivelog_dropped": tap.dropped}
+    audit_lines = 0
+    if loop.parts.audit is not None and audit_path is not None:
+        loop.parts.audit.sync()
+        audit_lines = sum(1 for _ in audit_path.open())
+    return {
+        "drivelog_work": drivelog_work,
+        "resizes": models.preprocessor.resizes - resizes_before,
+        "audit_lines": audit_lines,
+        "vision_backend": models.vision.name,
+        "decoder_quant": models.decoder.artifact.quant,
+        "decoder_threads": {"generation": models.decoder.threads, "prefill": models.decoder.threads_batch},
+    }
 
+
+def _loop_report(bundle: Path, video: Path, settings: LoopBenchSettings, measured: _Measured,
+                 facts: dict[str, Any]) -> Report:
+    samples = measured.samples
     results = {name: Stats.from_samples(values).as_dict() for name, values in samples.items() if values}
-    cycles = len(samples["cycle_wall"])
     ratios = {
         "overhead_over_cycle_wall_p50": ratio(results["overhead"]["p50_ms"], results["cycle_wall"]["p50_ms"]),
     }
@@ -210,9 +234,10 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
                    "overhead_p50_drivelog_on_minus_off_ms": on["p50_ms"] - off["p50_ms"],
                    "cycle_wall_p50_drivelog_on_over_off": ratio(results["cycle_wall_drivelog_on"]["p50_ms"],
                                                                 results["cycle_wall_drivelog_off"]["p50_ms"])}
+    prefill_tokens, generated_tokens, frame_ids = measured.prefill_tokens, measured.generated_tokens, measured.frame_ids
     work = {
-        "cycles": cycles,
-        "verdicts": dict(verdicts),
+        "cycles": len(samples["cycle_wall"]),
+        "verdicts": dict(measured.verdicts),
         "prefill_tokens_median": sorted(prefill_tokens)[len(prefill_tokens) // 2] if prefill_tokens else 0,
         "generated_tokens_median": sorted(generated_tokens)[len(generated_tokens) // 2] if generated_tokens else 0,
         "generated_tokens_total": sum(generated_tokens),
@@ -220,18 +245,42 @@ def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None
         "last_frame_id": frame_ids[-1] if frame_ids else None,
         # Frames actually resized during the whole run (warm-up included): with the Preprocessor's
         # per-frame cache this is ~1 per cycle in steady state, not frames_per_clip.
-        "preprocess_resizes": resizes,
-        "audit_lines": audit_lines,
-        **drivelog_work,
+        "preprocess_resizes": facts["resizes"],
+        "audit_lines": facts["audit_lines"],
+        **facts["drivelog_work"],
     }
     extra = {"samples": samples} if settings.keep_samples else {}
     return make_report(
         "loop", results, ratios,
         work=work, **extra,
-        config={**asdict(settings), "bundle": str(bundle), "video": str(video), "vision_backend": vision_backend,
-                "decoder_quant": decoder_quant, "decoder_threads": decoder_threads, "budgets_ms": UNREACHABLE_BUDGET_MS, "cpu_count": os.cpu_count(),
-                "overhead": "cycle_wall - (encode + prefill + decode)"},
+        config={**asdict(settings), "bundle": str(bundle), "video": str(video),
+                "vision_backend": facts["vision_backend"], "decoder_quant": facts["decoder_quant"],
+                "decoder_threads": facts["decoder_threads"], "budgets_ms": UNREACHABLE_BUDGET_MS,
+                "cpu_count": os.cpu_count(), "overhead": "cycle_wall - (encode + prefill + decode)"},
     )
+
+
+def run_loop_bench(bundle: Path, video: Path, settings: LoopBenchSettings | None = None) -> Report:
+    from edge.runtime import load_model_parts, running_loop
+
+    settings = settings or LoopBenchSettings()
+    video = Path(video)
+    if not video.is_file():
+        raise FileNotFoundError(f"video {video} does not exist")
+    measured = _Measured.empty(settings.drivelog)
+    with tempfile.TemporaryDirectory(prefix="edge-bench-loop-") as tmp:
+        audit_path = Path(tmp) / "audit.jsonl" if settings.audit else None
+        config = bench_config(bundle, settings, audit_path, Path(tmp) if settings.drivelog else None)
+        models = load_model_parts(config)
+        try:
+            feed, clock, enforce = _open_feed(settings, video, models)
+            resizes_before = models.preprocessor.resizes
+            with running_loop(config, models=models, feed=feed, clock=clock, enforce_deadlines=enforce) as loop:
+                _run_cycles(loop, feed, settings, measured)
+                facts = _run_facts(loop, models, audit_path, resizes_before)
+        finally:
+            models.close()
+    return _loop_report(bundle, video, settings, measured, facts)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
