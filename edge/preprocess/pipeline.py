@@ -301,9 +301,13 @@ class Preprocessor:
     def _prepared_block(self, frame_id: int, image: np.ndarray) -> np.ndarray:
         """The frame's block: from the cache, after another thread's preparation in flight, or
         computed here (and cached)."""
+        mine = None
         with self._prepared_lock:
             block = self._lookup_prepared(frame_id, image)
             in_flight = self._preparing.get(frame_id)
+            if block is None and in_flight is None:
+                # Claimed, so a capture thread reaching this frame now skips it rather than redo it.
+                mine = self._preparing[frame_id] = threading.Event()
         if block is None and in_flight is not None:
             # The capture thread is on it right now: finishing its work beats doing it twice.
             in_flight.wait(timeout=1.0)
@@ -312,9 +316,15 @@ class Preprocessor:
         if block is not None:
             self.prepared_hits += 1
             return block
-        block = self._compute_block(image)
-        with self._prepared_lock:
-            self._store_prepared(frame_id, image, block)
+        try:
+            block = self._compute_block(image)
+            with self._prepared_lock:
+                self._store_prepared(frame_id, image, block)
+        finally:
+            if mine is not None:
+                with self._prepared_lock:
+                    self._preparing.pop(frame_id, None)
+                mine.set()
         return block
 
     def _lookup_prepared(self, frame_id: int, image: np.ndarray) -> np.ndarray | None:
