@@ -235,8 +235,11 @@ class _Planner:
         self.named_at: float | None = None  # when a status first named planner_not_reading
         self.not_reading_count = 0
 
-    def drain(self, timeout_ms: int = 0) -> None:
-        while (got := self.sub.receive(timeout_ms=timeout_ms)) is not None:
+    def drain(self, timeout_ms: int = 0, budget_s: float = 0.5) -> None:
+        """Read what is queued, for at most `budget_s`: at a 1 kHz heartbeat a reader that parses a
+        little slower than the stream would otherwise never see the queue empty."""
+        until = time.monotonic() + budget_s
+        while time.monotonic() < until and (got := self.sub.receive(timeout_ms=timeout_ms)) is not None:
             if got.topic == TOPIC_ADVICE:
                 self.advice.append(got.message.seq)
                 continue
@@ -283,7 +286,7 @@ def test_drill_planner_stops_reading(models, tiny_bundle, drive_videos, tmp_path
             planner.drain()
         # It stops reading again: the runtime sees the next stall too.
         time.sleep(1.0)
-        planner.drain(timeout_ms=200)
+        planner.drain(timeout_ms=200, budget_s=5.0)
         stalls_after = {e.kind: e.count for e in loop.status_message().events}.get("planner_not_reading", 0)
         planner.sub.close()
         stalled.close()
