@@ -17,11 +17,10 @@ from pathlib import Path
 from edge.config import RuntimeConfig
 from edge.drivelog.reader import DriveLogError, read_drive_log
 from edge.errors import EdgeError
-from edge.manifest import BundleError, load_bundle
 from fleet.logs import MCAP, LogItem
 from fleet.outcome import BAD_INPUT, WORKER_FAULT, LogOutcome
 from fleet.replay_report import figures, log_cycles, video_cycles
-from fleet.worker import ReplayWorker, thread_overrides
+from fleet.worker import checked_bundle, pin_threads, thread_overrides
 
 
 def _model_key(config: RuntimeConfig) -> str:
@@ -35,20 +34,12 @@ def _model_key(config: RuntimeConfig) -> str:
 class LogReplayWorker:
     def __init__(self, bundle: str, expected_sha256: str, threads: int = 1, overrides: list[str] | None = None):
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.bundle_error: str | None = None
         self._models: dict[str, object] = {}
         # One thread per library for prefill too: N workers on N cores must not each take every core.
         threads_keys = [*thread_overrides(threads), f"decoder.threads_batch={threads}"] if threads else []
         self._overrides = [*threads_keys, *(overrides or [])]
-        ReplayWorker._pin_threads(threads)
-        try:
-            manifest, self._bundle_dir = load_bundle(bundle, verify_hashes=True)
-        except BundleError as exc:
-            self.bundle_error = f"bundle on worker {self.name}: {exc}"
-            return
-        if manifest.bundle_sha256() != expected_sha256:
-            self.bundle_error = (f"bundle on worker {self.name} differs from the driver's: sha256 "
-                                 f"{manifest.bundle_sha256()[:12]} != {expected_sha256[:12]}")
+        pin_threads(threads)
+        self._bundle_dir, self.bundle_error = checked_bundle(bundle, expected_sha256, self.name)
 
     def pid(self) -> int:
         return os.getpid()

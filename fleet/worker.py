@@ -26,31 +26,36 @@ def thread_overrides(threads: int) -> list[str]:
     return [f"vision.threads={threads}", f"decoder.threads={threads}"]
 
 
+def pin_threads(threads: int) -> None:
+    """OpenCV's and OpenMP's pools on the worker's share of the cores (0: leave them)."""
+    if threads:
+        import cv2
+
+        cv2.setNumThreads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def checked_bundle(bundle: str, expected_sha256: str, worker: str) -> tuple[Path, str | None]:
+    """The bundle's folder with its files verified, and why this worker refuses it (None: it is the
+    driver's bundle, hash for hash)."""
+    try:
+        manifest, bundle_dir = load_bundle(bundle, verify_hashes=True)
+    except BundleError as exc:
+        return Path(bundle), f"bundle on worker {worker}: {exc}"
+    if manifest.bundle_sha256() != expected_sha256:
+        return bundle_dir, (f"bundle on worker {worker} differs from the driver's: sha256 "
+                            f"{manifest.bundle_sha256()[:12]} != {expected_sha256[:12]}")
+    return bundle_dir, None
+
+
 class ReplayWorker:
     def __init__(self, bundle: str, expected_sha256: str, combos: list[str], threads: int = 1):
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.bundle_error: str | None = None
         self._models: dict[str, tuple[object, object]] = {}  # combo name -> (config, models)
-        self._bundle_dir = Path(bundle)
-        self._pin_threads(threads)
-        try:
-            manifest, self._bundle_dir = load_bundle(bundle, verify_hashes=True)
-        except BundleError as exc:
-            self.bundle_error = f"bundle on worker {self.name}: {exc}"
-            return
-        if manifest.bundle_sha256() != expected_sha256:
-            self.bundle_error = (f"bundle on worker {self.name} differs from the driver's: sha256 "
-                                 f"{manifest.bundle_sha256()[:12]} != {expected_sha256[:12]}")
-            return
-        self._load_models([Combo.parse(c) for c in combos], threads)
-
-    @staticmethod
-    def _pin_threads(threads: int) -> None:
-        if threads:
-            import cv2
-
-            cv2.setNumThreads(threads)
-            os.environ["OMP_NUM_THREADS"] = str(threads)
+        pin_threads(threads)
+        self._bundle_dir, self.bundle_error = checked_bundle(bundle, expected_sha256, self.name)
+        if self.bundle_error is None:
+            self._load_models([Combo.parse(c) for c in combos], threads)
 
     def _load_models(self, combos: list[Combo], threads: int) -> None:
         from edge.runtime import load_model_parts
