@@ -73,3 +73,25 @@ def os_kill(pid: int) -> None:
     import signal
 
     os.kill(pid, signal.SIGKILL)
+
+
+def interrupt_after_first(command: list[str], out: Path) -> dict:
+    """Run a fleet command as a terminal's foreground job, press Ctrl-C once its progress bar shows
+    the first finished item, and return the report it wrote (after checking it exited 130)."""
+    import json
+    import signal
+    import subprocess
+
+    # Its own session, as a terminal's foreground job: Ctrl-C reaches the whole group, Ray's daemons too.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    seen = b""
+    deadline = time.monotonic() + 300
+    while b"done=1" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        seen += os.read(proc.stderr.fileno(), 4096)  # the progress bar
+    assert b"done=1" in seen, seen.decode(errors="replace")[-2000:]
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout.decode()
+    report = json.loads(out.read_text())
+    assert report["fleet"]["interrupted"] is True
+    return report

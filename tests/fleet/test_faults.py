@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.fleet.conftest import SCENARIOS, os_kill
+from tests.fleet.conftest import SCENARIOS, interrupt_after_first, os_kill
 
 COMBOS = ["fp32+q4_k_m"]
 
@@ -90,18 +87,7 @@ def test_ctrl_c_stops_the_run_and_writes_what_finished(default_bundle, drives_ro
     out = tmp_path / "fleet.json"
     command = [sys.executable, "-m", "edge_cli", "fleet", "eval", "--scenes", str(drives_root), "--bundle",
                str(default_bundle), "--out", str(out), "--workers", "1", "--precision", COMBOS[0]]
-    # Its own session, as a terminal's foreground job: Ctrl-C reaches the whole group, Ray's daemons too.
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    seen = b""
-    deadline = time.monotonic() + 300
-    while b"done=1" not in seen and time.monotonic() < deadline and proc.poll() is None:
-        seen += os.read(proc.stderr.fileno(), 4096)  # the progress bar
-    assert b"done=1" in seen, seen.decode(errors="replace")[-2000:]
-    os.killpg(proc.pid, signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stdout.decode()
-    report = json.loads(out.read_text())
-    assert report["fleet"]["interrupted"] is True
+    report = interrupt_after_first(command, out)
     done, failed, not_run = _counts(report)
     assert done >= 1 and failed == 0 and not_run >= 1
     assert len(report["precisions"]["fp32+q4_k_m"]["per_scene"]) == done

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet.conftest import SCENARIOS, os_kill
+from tests.fleet.conftest import SCENARIOS, interrupt_after_first, os_kill
 
 EDGE = [sys.executable, "-m", "edge_cli"]
 # Both sides replay with the same keys: the worker's one thread per model library, a short answer.
@@ -123,25 +123,10 @@ def test_corrupt_logs_fail_per_log_with_the_reason_and_plain_videos_are_replayed
 
 def test_ctrl_c_stops_a_fleet_replay_and_writes_what_finished(tiny_bundle, drives_root, tmp_path):
     """Four plain videos (drive folders without a log), one worker; Ctrl-C after the first is done."""
-    import os
-    import signal
-    import time
-
     out = tmp_path / "replay.json"
     command = [*EDGE, "fleet", "replay", "--logs", str(drives_root), "--bundle", str(tiny_bundle), "--out", str(out),
                "--workers", "1", "--set", "decoder.max_tokens=40"]
-    # Its own session, as a terminal's foreground job: Ctrl-C reaches the whole group, Ray's daemons too.
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    seen = b""
-    deadline = time.monotonic() + 300
-    while b"done=1" not in seen and time.monotonic() < deadline and proc.poll() is None:
-        seen += os.read(proc.stderr.fileno(), 4096)  # the progress bar
-    assert b"done=1" in seen, seen.decode(errors="replace")[-2000:]
-    os.killpg(proc.pid, signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stdout.decode()
-    report = json.loads(out.read_text())
-    assert report["fleet"]["interrupted"] is True
+    report = interrupt_after_first(command, out)
     done, failed, not_run = _counts(report)
     assert done >= 1 and failed == 0 and not_run >= 1 and report["totals"]["by_kind"] == {"video": 4}
     assert report["totals"]["replayed"] == sum(row.get("replayed", 0) for row in report["logs"]) > 0
