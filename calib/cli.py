@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from calib.clips import DEFAULT_INTERVAL_MS
+from edge.commandline import add_bundle_option, add_command
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -71,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from calib.calibrate import DEFAULT_CLIPS, DEFAULT_HELDOUT, DEFAULT_THRESHOLD
     from calib.quantize import DEFAULT_OP_TYPES
 
-    parser.add_argument("--bundle", type=Path, required=True, help="bundle folder (manifest.json)")
+    add_bundle_option(parser, required=True)
     parser.add_argument("--video", action="append", required=True,
                         help="drive video file or folder of videos (repeat for several)")
     parser.add_argument("--clips", type=int, default=DEFAULT_CLIPS, help="calibration clips (default %(default)s)")
@@ -106,15 +107,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "calib",
+    parser = add_command(
+        subparsers, "calib", _cmd_calib,
         help="INT8-quantise the bundle's vision encoder from drive videos (held-out accuracy report)",
         description="Samples clips from drive videos through the runtime's own capture and preprocessing, "
                     "quantises the vision ONNX to INT8 QDQ, measures it against fp32 on held-out clips and "
                     "records it in the bundle (adopted only at or above --threshold, or with --force).",
     )
     add_arguments(parser)
-    parser.set_defaults(func=_cmd_calib)
 
 
 def main(argv: list[str] | None = None) -> int:

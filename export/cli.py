@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge.commandline import add_command, add_command_group
 from edge.environment import peak_rss_bytes
 
 
@@ -47,9 +48,7 @@ def _cmd_full_dims(args: argparse.Namespace) -> int:
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
-    from edge.manifest import BundleError
     from export.bundle import DEFAULT_QUANTS, build_bundle
-    from export.checkpoint import CheckpointError
 
     if args.verify and args.vision_only:
         print("edge export bundle: --verify needs the decoder (not with --vision-only)", file=sys.stderr)
@@ -58,23 +57,19 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     # --verify checks the GGUF conversion on an unquantised decoder; one is exported for the check
     # alone (and removed after it) when none was asked for.
     reference_only = [] if not args.verify or set(quants) & {"f32", "f16"} else ["f16"]
-    try:
-        manifest = build_bundle(
-            args.checkpoint,
-            args.out,
-            width=args.width,
-            height=args.height,
-            frames=args.frames,
-            quants=quants + reference_only,
-            progress=not args.no_progress,
-            overwrite=args.overwrite,
-            include_decoder=not args.vision_only,
-            self_check=not args.no_self_check,
-            vision_input=args.vision_input,
-        )
-    except (BundleError, CheckpointError) as exc:
-        print(f"edge export bundle: {exc}", file=sys.stderr)
-        return 2
+    manifest = build_bundle(  # a BundleError or CheckpointError is printed by the edge command (exit 2)
+        args.checkpoint,
+        args.out,
+        width=args.width,
+        height=args.height,
+        frames=args.frames,
+        quants=quants + reference_only,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        include_decoder=not args.vision_only,
+        self_check=not args.no_self_check,
+        vision_input=args.vision_input,
+    )
     if args.verify:
         code = _verify_new_bundle(args, reference_only)
         if code:
@@ -117,14 +112,14 @@ def _verify_new_bundle(args: argparse.Namespace, reference_only: list[str]) -> i
 
 
 def register(subparsers) -> None:
-    export = subparsers.add_parser(
-        "export",
+    commands = add_command_group(
+        subparsers, "export", dest="export_command", metavar="EXPORT_COMMAND",
         help="checkpoint -> model bundle (needs the [export] extra: torch, transformers, onnx, gguf)",
         description="Workstation-side export: HF checkpoint -> bundle (vision ONNX + GGUF decoder + manifest).",
     )
-    commands = export.add_subparsers(dest="export_command", metavar="EXPORT_COMMAND", required=True)
 
-    tiny = commands.add_parser("tiny", help="write a tiny random-initialised Qwen3-VL-MoE checkpoint (tests, demo)")
+    tiny = add_command(commands, "tiny", _cmd_tiny,
+                       help="write a tiny random-initialised Qwen3-VL-MoE checkpoint (tests, demo)")
     tiny.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--preset", choices=["tiny", "full-vision", "full-dims"], default="tiny",
@@ -138,9 +133,9 @@ def register(subparsers) -> None:
     tiny.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     tiny.add_argument("--expert-layout", choices=["transformers", "original"], default="transformers",
                       help="original: fused experts stored transposed, as the Qwen release does")
-    tiny.set_defaults(func=_cmd_tiny)
 
-    bundle = commands.add_parser("bundle", help="export a checkpoint to a model bundle for one camera profile")
+    bundle = add_command(commands, "bundle", _cmd_bundle,
+                         help="export a checkpoint to a model bundle for one camera profile")
     bundle.add_argument("--checkpoint", type=Path, required=True, help="HF checkpoint folder (Qwen3VLMoeForConditionalGeneration)")
     bundle.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     bundle.add_argument("--width", type=int, required=True, help="input width in pixels (multiple of 32)")
@@ -160,34 +155,15 @@ def register(subparsers) -> None:
                         help="run `edge export verify` at the end (report stored in the bundle); a bundle that "
                         "misses a threshold is removed and the command exits 1")
     bundle.add_argument("--threads", type=int, default=None, help="CPU threads for --verify")
-    from export.verify_cli import add_threshold_arguments
+    from export.lora_cli import register_lora
+    from export.mmproj import register_mmproj
+    from export.trt import register_trt
+    from export.verify_cli import add_threshold_arguments, register_verify
 
     add_threshold_arguments(bundle)
-    bundle.set_defaults(func=_cmd_bundle)
-
-    # ---- `edge export verify` (decoder side, helper X2) --------------------------------------
-    # Registered from export.verify_cli.register_verify(commands) when that module exists, so the
-    # decoder side can add its subcommand without editing this file.
-    try:
-        from export.verify_cli import register_verify
-    except ModuleNotFoundError as exc:
-        if exc.name != "export.verify_cli":
-            raise
-    else:
-        register_verify(commands)
-
-    # ---- `edge export trt` (the calibration/TensorRT side) ------------------------------
-    from export.trt import register_trt
-
-    register_trt(commands)
-
-    from export.mmproj import register_mmproj
-
-    register_mmproj(commands)
-
-    from export.lora_cli import register_lora
-
-    register_lora(commands)
+    # The other export subcommands are declared beside the code they run.
+    for register_more in (register_verify, register_trt, register_mmproj, register_lora):
+        register_more(commands)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.commandline import add_command
 from export.checkpoint import CheckpointError, CheckpointReader
 
 PROJECTOR_TYPE = "qwen3vl_merger"
@@ -207,17 +208,13 @@ def write_mmproj_gguf(reader: CheckpointReader, out_path: Path | str, base: str 
 
 
 def _cmd_mmproj(args) -> int:
-    import sys
     import time
 
     from export.cli import peak_rss_bytes
 
     start = time.perf_counter()
-    try:
-        path = write_mmproj_gguf(CheckpointReader(args.checkpoint), args.out, base=args.type)
-    except CheckpointError as exc:
-        print(f"edge export mmproj: {exc}", file=sys.stderr)
-        return 2
+    # a CheckpointError is printed by the edge command (exit 2)
+    path = write_mmproj_gguf(CheckpointReader(args.checkpoint), args.out, base=args.type)
     print(f"mmproj ({args.type}, projector {PROJECTOR_TYPE}) written to {path} "
           f"({path.stat().st_size / 2**20:.1f} MiB, {time.perf_counter() - start:.1f} s, "
           f"peak RSS {peak_rss_bytes() / 2**30:.2f} GiB)")
@@ -226,10 +223,10 @@ def _cmd_mmproj(args) -> int:
 
 def register_mmproj(commands) -> None:
     """`edge export mmproj`: the vision tower as llama.cpp's mmproj GGUF (for llama.cpp's own vision path)."""
-    parser = commands.add_parser("mmproj", help="write the vision tower as an mmproj GGUF in llama.cpp's form "
-                                 "(for `edge bench encoder-vs-llama-cpp`, or llama.cpp's own tools)")
+    parser = add_command(commands, "mmproj", _cmd_mmproj,
+                         help="write the vision tower as an mmproj GGUF in llama.cpp's form "
+                              "(for `edge bench encoder-vs-llama-cpp`, or llama.cpp's own tools)")
     parser.add_argument("--checkpoint", type=Path, required=True, help="HF checkpoint folder (Qwen3-VL-MoE)")
     parser.add_argument("--out", type=Path, required=True, help="GGUF file to write")
     parser.add_argument("--type", choices=MMPROJ_TYPES, default="f16",
                         help="weight type, as upstream's --outtype (default %(default)s)")
-    parser.set_defaults(func=_cmd_mmproj)

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.commandline import add_bundle_option, add_command
 from edge.errors import EdgeError
-from edge.manifest import BundleError, BundleManifest, VisionArtifact, add_file, load_bundle, write_manifest
+from edge.manifest import BundleManifest, VisionArtifact, add_file, load_bundle, write_manifest
 
 TIMING_CACHE_NAME = "trt_timing.cache"
 PRECISIONS = ("fp16", "int8")
@@ -269,34 +270,29 @@ def verify_plan(bundle_dir: Path, plan: VisionArtifact, fp32: VisionArtifact, ma
 
 # ---- CLI -------------------------------------------------------------------------------------------
 def _cmd_trt(args) -> int:
-    try:
-        build_engine(
-            args.bundle,
-            args.precision,
-            workspace_gb=args.workspace_gb,
-            allow_unadopted=args.force,
-            verify=not args.no_verify,
-            log=lambda line: print(line, file=sys.stderr),
-        )
-    except (TrtBuildError, BundleError) as exc:
-        print(f"edge export trt: {exc}", file=sys.stderr)
-        return 2
+    build_engine(  # a TrtBuildError or BundleError is printed by the edge command (exit 2)
+        args.bundle,
+        args.precision,
+        workspace_gb=args.workspace_gb,
+        allow_unadopted=args.force,
+        verify=not args.no_verify,
+        log=lambda line: print(line, file=sys.stderr),
+    )
     return 0
 
 
 def register_trt(commands) -> None:
     """Add `trt` to `edge export`'s subcommands."""
-    trt = commands.add_parser(
-        "trt",
+    trt = add_command(
+        commands, "trt", _cmd_trt,
         help="build a TensorRT engine for THIS GPU from the bundle's ONNX (fp16, or int8 from the QDQ model)",
         description="Builds a static-shape TensorRT plan and records the GPU name, compute capability and "
                     "TensorRT version in the manifest (the runtime refuses plans built elsewhere). Needs an "
                     "NVIDIA GPU, tensorrt and cuda-python.",
     )
-    trt.add_argument("--bundle", type=Path, required=True, help="bundle folder (manifest.json)")
+    add_bundle_option(trt, required=True)
     trt.add_argument("--precision", choices=PRECISIONS, required=True,
                      help="fp16: from the fp32 ONNX; int8: from the calibrated QDQ ONNX (`edge calib`)")
     trt.add_argument("--workspace-gb", type=float, default=4.0, help="builder workspace limit (default %(default)s)")
     trt.add_argument("--force", action="store_true", help="int8: build even from an INT8 model calibration did not adopt")
     trt.add_argument("--no-verify", action="store_true", help="skip the engine vs ONNX Runtime check after the build")
-    trt.set_defaults(func=_cmd_trt)

@@ -13,9 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge.commandline import add_bundle_option, add_command, add_command_group, add_precision_filter
+
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from fleet.driver import FleetOptions, run_fleet
+    from train.cli import print_eval_figures
 
     options = FleetOptions(workers=args.workers, threads=args.threads, address=args.address, combos=args.precision,
                            progress=not args.quiet)
@@ -25,12 +28,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"edge fleet eval: {exc}", file=sys.stderr)
         return 2
     fleet = report["fleet"]
-    for name, figures in report["precisions"].items():
-        acc = figures["accuracy"]
-        print(f"{name:16s} accuracy {acc:.1%} over {figures['cycles']} cycles" if acc is not None
-              else f"{name:16s} no labelled cycles")
-    for name, value in report["agreement"].items():
-        print(f"{name:30s} agreement {value:.1%}" if value is not None else f"{name}: no common cycles")
+    print_eval_figures(report)
     print(f"drives: {fleet['done']} done, {fleet['failed']} failed, {fleet['not_run']} not run of "
           f"{fleet['drives_given']} ({fleet['scenes_per_minute']} per minute on {fleet['workers']} workers)")
     for row in report["drives"]:
@@ -78,15 +76,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ray_options(parser: argparse.ArgumentParser, threads: str) -> None:
+    """The bundle, report and Ray options fleet eval and fleet replay share; `threads`: --threads' help."""
+    add_bundle_option(parser, help="bundle folder, at the same path on every node (default: the built-in default bundle)")
+    parser.add_argument("--out", type=Path, required=True, help="report JSON to write")
+    parser.add_argument("--workers", type=int, default=2, help="Ray actors (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help=threads)
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster (ray://HOST:10001 or HOST:6379); default RAY_ADDRESS, else a local Ray")
+
+
 def register(subparsers) -> None:
-    fleet = subparsers.add_parser(
-        "fleet",
+    commands = add_command_group(
+        subparsers, "fleet", dest="fleet_command",
         help="replay many recorded drives through a bundle on Ray (needs the [fleet] extra)",
         description="Fleet replay on Ray: a local Ray started on demand, or a cluster (--address / RAY_ADDRESS).",
     )
-    commands = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
-    ev = commands.add_parser(
-        "eval",
+    ev = add_command(
+        commands, "eval", _cmd_eval,
         help="edge eval over many drives, spread over Ray workers",
         description="Replays every drive folder (video.mp4 + labels.jsonl [+ nav.jsonl] + scene.json) under --scenes "
                     "in lock-step, once per precision combination, on Ray actors that load the bundle once each. The "
@@ -94,21 +101,12 @@ def register(subparsers) -> None:
     )
     ev.add_argument("--scenes", type=Path, nargs="+", required=True, metavar="DIR",
                     help="folders of drives (searched recursively); on a cluster, paths every node can read")
-    ev.add_argument("--bundle", type=Path, default=None,
-                    help="bundle folder, at the same path on every node (default: the built-in default bundle)")
-    ev.add_argument("--out", type=Path, required=True, help="report JSON to write")
-    ev.add_argument("--workers", type=int, default=2, help="Ray actors (default %(default)s)")
-    ev.add_argument("--threads", type=int, default=1,
-                    help="threads per worker for the vision encoder and the decoder (default %(default)s)")
-    ev.add_argument("--address", default=None,
-                    help="Ray cluster (ray://HOST:10001 or HOST:6379); default RAY_ADDRESS, else a local Ray")
-    ev.add_argument("--precision", action="append", metavar="ENCODER+DECODER",
-                    help="only these combinations, e.g. int8+q4_k_m (repeatable; the reference is always run)")
+    _add_ray_options(ev, threads="threads per worker for the vision encoder and the decoder (default %(default)s)")
+    add_precision_filter(ev, "only these combinations, e.g. int8+q4_k_m (repeatable; the reference is always run)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
-    ev.set_defaults(func=_cmd_eval)
 
-    rp = commands.add_parser(
-        "replay",
+    rp = add_command(
+        commands, "replay", _cmd_replay,
         help="edge replay over many MCAP drive logs (and plain videos), spread over Ray workers",
         description="Replays every MCAP drive log (each file on its own) named or under the folders given through the "
                     "bundle, as edge replay does, on Ray actors that check and load the bundle once each. A video with "
@@ -117,32 +115,22 @@ def register(subparsers) -> None:
     )
     rp.add_argument("--logs", type=Path, nargs="+", required=True, metavar="PATH",
                     help="MCAP files, videos, or folders of them (searched recursively); on a cluster, shared paths")
-    rp.add_argument("--bundle", type=Path, default=None,
-                    help="bundle folder, at the same path on every node (default: the built-in default bundle)")
-    rp.add_argument("--out", type=Path, required=True, help="report JSON to write")
-    rp.add_argument("--workers", type=int, default=2, help="Ray actors (default %(default)s)")
-    rp.add_argument("--threads", type=int, default=1,
-                    help="threads per worker for the vision encoder and the decoder; 0: the recorded settings "
-                         "(default %(default)s)")
-    rp.add_argument("--address", default=None,
-                    help="Ray cluster (ray://HOST:10001 or HOST:6379); default RAY_ADDRESS, else a local Ray")
+    _add_ray_options(rp, threads="threads per worker for the vision encoder and the decoder; 0: the recorded "
+                                  "settings (default %(default)s)")
     rp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of each log's recorded configuration, as edge replay --set (repeatable)")
     rp.add_argument("--cycles", action="store_true", help="keep every cycle's recorded and replayed advice in the report")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
-    rp.set_defaults(func=_cmd_replay)
 
-    bench = commands.add_parser(
-        "bench",
+    bench = add_command(
+        commands, "bench", _cmd_bench,
         help="throughput of 1 single-threaded worker against N, interleaved (scenes/min, cycles/s, ratio)",
         description="Replays the same drives alternately with 1 and with --workers single-threaded workers in one "
                     "local Ray session and writes medians, the ratio and the machine's load average.",
     )
     bench.add_argument("--scenes", type=Path, nargs="+", required=True, metavar="DIR", help="folders of drives")
-    bench.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the built-in default bundle)")
+    add_bundle_option(bench)
     bench.add_argument("--out", type=Path, required=True, help="benchmark JSON to write")
     bench.add_argument("--workers", type=int, default=2, help="the configuration compared with 1 worker")
     bench.add_argument("--rounds", type=int, default=2, help="runs of each configuration (default %(default)s)")
-    bench.add_argument("--precision", action="append", metavar="ENCODER+DECODER",
-                       help="only these combinations (the reference is always run)")
-    bench.set_defaults(func=_cmd_bench)
+    add_precision_filter(bench, "only these combinations (the reference is always run)")

@@ -18,6 +18,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from edge.commandline import add_bundle_option, add_command, add_precision_filter
+
 
 def _to_stderr(line: str) -> None:
     """Progress lines go to stderr (line-buffered), so stdout keeps only the command's result."""
@@ -171,17 +173,22 @@ def _run_eval(args: argparse.Namespace) -> dict[str, float | None]:
     else:
         report = evaluate(args.bundle, args.scenes, args.out, combos=args.precision, max_scenes=args.max_scenes,
                           progress=progress)
+    print_eval_figures(report)
+    if args.out is not None:
+        print(f"report written to {args.out}")
+    if args.record:
+        print("agreement recorded in the bundle's manifest (quality.driving_agreement)")
+    return {name.split(" vs ")[0]: value for name, value in report["agreement"].items()}
+
+
+def print_eval_figures(report: dict) -> None:
+    """An eval report's accuracy per precision and agreement per pair, one line each (edge eval, fleet eval)."""
     for name, figures in report["precisions"].items():
         acc = figures["accuracy"]
         print(f"{name:16s} accuracy {acc:.1%} over {figures['cycles']} cycles" if acc is not None
               else f"{name:16s} no labelled cycles")
     for name, value in report["agreement"].items():
         print(f"{name:30s} agreement {value:.1%}" if value is not None else f"{name}: no common cycles")
-    if args.out is not None:
-        print(f"report written to {args.out}")
-    if args.record:
-        print("agreement recorded in the bundle's manifest (quality.driving_agreement)")
-    return {name.split(" vs ")[0]: value for name, value in report["agreement"].items()}
 
 
 def _default_bundle() -> Path:
@@ -220,7 +227,7 @@ def _apply_gate(agreement: dict[str, float | None], threshold: float) -> int:
 def _cmd_probe(args: argparse.Namespace) -> int:
     import torch
 
-    from train.dataset import DatasetError, load_dataset
+    from train.dataset import load_dataset
     from train.probe import probe
     from train.trainer import load_start_model
 
@@ -228,12 +235,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         print(f"edge probe: {args.checkpoint} is not a checkpoint folder (no config.json)", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    try:
-        train_set = load_dataset(args.train_scenes, args.cache)
-        probe_set = load_dataset(args.scenes, args.cache)
-    except DatasetError as exc:
-        print(f"edge probe: {exc}", file=sys.stderr)
-        return 2
+    train_set = load_dataset(args.train_scenes, args.cache)  # a DatasetError is printed by the edge command
+    probe_set = load_dataset(args.scenes, args.cache)
     tokenizer, model = load_start_model(args.checkpoint, "eager")
     report = probe(model, tokenizer, train_set, probe_set, per_scenario=args.per_scenario,
                    train_stride=args.train_stride)
@@ -281,8 +284,15 @@ def _cmd_fit_advice(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    train = subparsers.add_parser(
-        "train",
+    _register_train(subparsers)
+    _register_eval(subparsers)
+    _register_fit_advice(subparsers)
+    _register_probe(subparsers)
+
+
+def _register_train(subparsers) -> None:
+    train = add_command(
+        subparsers, "train", _cmd_train,
         help="train the tiny advice model on rendered scenes (needs the [export] extra)",
         description="Teacher-forced training of a tiny Qwen3-VL-MoE (export.tiny dimensions) on clips from "
                     "`edge scene` folders, sampled as the runtime samples them, to answer with the advice JSON.",
@@ -334,18 +344,19 @@ def register(subparsers) -> None:
                        "(stored in training.json)")
     train.add_argument("--no-progress", action="store_true",
                        help="no progress bars (for logs): a plain line with the loss every tenth of each phase")
-    from train.lora_cli import add_lora_eval_arguments, add_lora_train_arguments
+    from train.lora_cli import add_lora_train_arguments
 
     add_lora_train_arguments(train)
-    train.set_defaults(func=_cmd_train)
 
-    ev = subparsers.add_parser(
-        "eval",
+
+def _register_eval(subparsers) -> None:
+    ev = add_command(
+        subparsers, "eval", _cmd_eval,
         help="meta-action accuracy of a bundle on labelled scenes, per precision (lock-step replay)",
         description="Replays every scene folder under --scenes through the runtime loop in lock-step, once per "
                     "precision combination of the bundle, and reports accuracy and quantised-vs-reference agreement.",
     )
-    ev.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the built-in default bundle)")
+    add_bundle_option(ev)
     ev.add_argument("--scenes", type=Path, default=None, help="folder of `edge scene` outputs (searched recursively)")
     ev.add_argument("--real", type=Path, default=None,
                     help="folder of labelled recordings (NAME.mp4 + NAME.labels.jsonl, optional clips.json): "
@@ -356,8 +367,8 @@ def register(subparsers) -> None:
                     help="with --real: also replay darkened copies of every clip (dusk, night: an exposure "
                          "transform, not real footage), reported as conditions of their own")
     ev.add_argument("--out", type=Path, default=None, help="report JSON to write")
-    ev.add_argument("--precision", action="append", metavar="ENCODER+DECODER",
-                    help="evaluate only these combinations, e.g. int8+q4_k_m (repeatable; the reference is always run)")
+    add_precision_filter(ev, "evaluate only these combinations, e.g. int8+q4_k_m (repeatable; the reference is "
+                             "always run)")
     ev.add_argument("--max-scenes", type=int, default=None, help="only the first N scenes (sorted by path)")
     ev.add_argument("--quiet", action="store_true")
     ev.add_argument("--record", action="store_true",
@@ -366,18 +377,21 @@ def register(subparsers) -> None:
     ev.add_argument("--gate", type=float, default=None, metavar="MIN",
                     help="exit 1 when a quantised combination agrees with the reference on fewer than MIN of the "
                     "cycles, e.g. 0.97; without --scenes the bundle's recorded agreement is checked")
-    add_lora_eval_arguments(ev)
-    ev.set_defaults(func=_cmd_eval)
+    from train.lora_cli import add_lora_eval_arguments
 
-    fit = subparsers.add_parser(
-        "fit-advice",
+    add_lora_eval_arguments(ev)
+
+
+def _register_fit_advice(subparsers) -> None:
+    fit = add_command(
+        subparsers, "fit-advice", _cmd_fit_advice,
         help="fit a bundle's out-of-domain statistics and confidence calibration (advice_stats.json)",
         description="Out-of-domain statistics: the pooled vision embedding of one clip a second of the training "
                     "videos. Confidence calibration: Platt scaling of the raw action probability against correctness "
                     "over a lock-step replay of labelled scenes (validation, never held-out). The file goes next to "
                     "a checkpoint (models/default/advice_stats.json), and the default bundle carries it.",
     )
-    fit.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the built-in default bundle)")
+    add_bundle_option(fit)
     fit.add_argument("--ood-scenes", type=Path, action="append", help="rendered training scenes (repeatable)")
     fit.add_argument("--ood-real", type=Path, default=None, help="labelled recordings; their train split is in-domain")
     fit.add_argument("--calibration-scenes", type=Path, default=None, help="labelled scenes to fit the calibration on")
@@ -385,10 +399,11 @@ def register(subparsers) -> None:
                      help="the combination to fit on (default: the bundle's most quantised, what the runtime runs)")
     fit.add_argument("--out", type=Path, required=True, help="advice_stats.json to write (updated when it exists)")
     fit.add_argument("--apply", action="store_true", help="also write the result into the bundle")
-    fit.set_defaults(func=_cmd_fit_advice)
 
-    pr = subparsers.add_parser(
-        "probe",
+
+def _register_probe(subparsers) -> None:
+    pr = add_command(
+        subparsers, "probe", _cmd_probe,
         help="where a checkpoint's misses live: the decoder's greedy action vs a linear probe on the vision tower",
         description="On a stratified sample of --scenes' clips, scores the checkpoint's greedy action (transformers) "
                     "and a linear classifier fitted on the frozen vision tower's pooled rows of --train-scenes' clips, "
@@ -402,5 +417,3 @@ def register(subparsers) -> None:
     pr.add_argument("--train-stride", type=int, default=3, help="fit on every Nth training clip (default %(default)s)")
     pr.add_argument("--cache", type=Path, default=None, help="frame cache folder (default SCENES/.train_cache)")
     pr.add_argument("--threads", type=int, default=2)
-    pr.set_defaults(func=_cmd_probe)
-
