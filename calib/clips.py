@@ -236,8 +236,6 @@ def sample_clips(
         )
     if not videos:
         raise CalibrationError("no video given: pass at least one --video")
-    from tqdm import tqdm
-
     split = ClipSplit()
     total = n_calibration + n_heldout
     opened: list[_Video] = []
@@ -254,37 +252,10 @@ def sample_clips(
             reasons = "; ".join(f"{Path(v).name}: {why}" for v, why in split.skipped)
             raise CalibrationError(f"no clip can be read: all {len(videos)} video(s) were skipped ({reasons})")
         counts = _share(total, [len(v.candidates) for v in opened])
-        available = sum(counts)
-        if available < total:
-            split.notes.append(
-                f"the videos hold only {available} frame-disjoint clips of {profile.frames_per_clip} frames "
-                f"every {interval_ms:g} ms; {total} were asked for"
-            )
-            if available < 2:
-                raise CalibrationError(
-                    f"only {available} clip(s) fit in the readable videos; need at least 2 "
-                    "(one to calibrate on, one held out)"
-                )
-            n_heldout = max(1, round(n_heldout * available / total))
-            total = available
-        # Per video, the first `count` candidates (already spread over its length), in time order so
-        # that decoding only moves forward.
-        plan = [
-            (video, t) for video, count in zip(opened, counts, strict=True) for t in sorted(video.candidates[:count])
-        ]
-        held = heldout_indices(len(plan), n_heldout)
+        n_heldout = _fit_heldout(split, sum(counts), total, n_heldout, profile, interval_ms)
         preprocess = Preprocessor(profile, normalization, resize_mode=resize_mode, input_order="bgr",
                                   pixel_format=pixel_format)  # type: ignore[arg-type]
-        bar = tqdm(total=len(plan), desc="calibration clips", unit="clip", disable=not progress)
-        start = 0
-        for video, count in zip(opened, counts, strict=True):
-            clips = _read_clips(video, plan[start : start + count], preprocess, interval_ms, split.notes)
-            for offset, sample in enumerate(clips):
-                if sample is not None:
-                    (split.heldout if start + offset in held else split.calibration).append(sample)
-            start += count
-            bar.update(count)
-        bar.close()
+        _read_split(split, opened, counts, n_heldout, preprocess, interval_ms, progress)
     finally:
         for video in opened:
             video.stepper.close()
@@ -293,6 +264,47 @@ def sample_clips(
             f"too few readable clips: {len(split.calibration)} for calibration, {len(split.heldout)} held out"
         )
     return split
+
+
+def _fit_heldout(split: ClipSplit, available: int, total: int, n_heldout: int, profile: CameraProfile,
+                 interval_ms: float) -> int:
+    """The held-out count once the clips asked for meet the `available` ones: scaled down (noted in
+    `split`) when the videos hold fewer; at least 2 clips must fit."""
+    if available >= total:
+        return n_heldout
+    split.notes.append(
+        f"the videos hold only {available} frame-disjoint clips of {profile.frames_per_clip} frames "
+        f"every {interval_ms:g} ms; {total} were asked for"
+    )
+    if available < 2:
+        raise CalibrationError(
+            f"only {available} clip(s) fit in the readable videos; need at least 2 "
+            "(one to calibrate on, one held out)"
+        )
+    return max(1, round(n_heldout * available / total))
+
+
+def _read_split(split: ClipSplit, opened: list[_Video], counts: list[int], n_heldout: int, preprocess: Preprocessor,
+                interval_ms: float, progress: bool) -> None:
+    """Read `counts[i]` clips of video i into `split`, the held-out ones spread evenly over all."""
+    from tqdm import tqdm
+
+    # Per video, the first `count` candidates (already spread over its length), in time order so
+    # that decoding only moves forward.
+    plan = [
+        (video, t) for video, count in zip(opened, counts, strict=True) for t in sorted(video.candidates[:count])
+    ]
+    held = heldout_indices(len(plan), n_heldout)
+    bar = tqdm(total=len(plan), desc="calibration clips", unit="clip", disable=not progress)
+    start = 0
+    for video, count in zip(opened, counts, strict=True):
+        clips = _read_clips(video, plan[start : start + count], preprocess, interval_ms, split.notes)
+        for offset, sample in enumerate(clips):
+            if sample is not None:
+                (split.heldout if start + offset in held else split.calibration).append(sample)
+        start += count
+        bar.update(count)
+    bar.close()
 
 
 def overlapping_frames(a: Sequence[ClipSample], b: Sequence[ClipSample]) -> set[tuple[str, int]]:

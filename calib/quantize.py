@@ -291,14 +291,6 @@ def quantize_vision(
     dynamic mode. `progress` is called once per calibration clip.
     """
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     settings = settings or QuantSettings()
     fp32_path, out_path = Path(fp32_path), Path(out_path)
@@ -312,69 +304,12 @@ def quantize_vision(
     with tempfile.TemporaryDirectory(prefix="calib.", dir=out_path.parent) as tmp:
         tmp_dir = Path(tmp)
         pre_path = tmp_dir / "preprocessed.onnx"
-        quant_pre_process(
-            str(fp32_path),
-            str(pre_path),
-            save_as_external_data=large,
-            all_tensors_to_one_file=True,
-            external_data_location=pre_path.name + ".data" if large else None,
-        )
-        to_matmul = settings.mode == "dynamic" and "Gemm" in settings.op_types
-        split_bias = settings.mode == "static" and settings.split_gemm_bias and "Gemm" in settings.op_types
-        # Node names and the bias split need no weights: skip loading 2 GB of external data unless
-        # weights are rewritten (gemm_to_matmul transposes them).
-        model = onnx.load(str(pre_path), load_external_data=to_matmul)
-        kept = resolve_keep_float([n.name for n in model.graph.node], settings.keep_float)
-        if to_matmul:
-            gemm_to_matmul(model)
-            _save(model, pre_path, large)
-        elif split_bias:
-            split_gemm_bias(model, skip=kept)
-            # Structure only: tensors still point into preprocessed.onnx.data, which stays as it is.
-            onnx.save_model(model, str(pre_path))
-        del model
-
+        kept = _prepare_graph(fp32_path, pre_path, settings, large)
         tmp_out = tmp_dir / "quantized.onnx"
         if settings.mode == "static":
-            methods = {
-                "minmax": CalibrationMethod.MinMax,
-                "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile,
-            }
-            quantize_static(
-                str(pre_path),
-                str(tmp_out),
-                _ClipReader(input_name, calibration, progress),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(settings.op_types),
-                per_channel=settings.per_channel,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=kept,
-                use_external_data_format=large,
-                calibrate_method=methods[settings.method],
-                extra_options={
-                    "ActivationSymmetric": settings.trt_compatible,
-                    "WeightSymmetric": True,
-                    "QuantizeBias": not settings.trt_compatible,
-                    # Keep the attention MatMuls' two activation inputs on their own QDQ pairs.
-                    "DedicatedQDQPair": False,
-                    # A Gemm's output feeds float ops only (bias Add, GELU, residual, attention):
-                    # re-quantising it costs time and accuracy and blocks the QGemm fusion.
-                    "OpTypesToExcludeOutputQuantization": ["Gemm"] if split_bias else [],
-                },
-            )
+            _quantize_static(pre_path, tmp_out, _ClipReader(input_name, calibration, progress), settings, kept, large)
         else:
-            op_types = ["MatMul" if t == "Gemm" else t for t in settings.op_types]
-            quantize_dynamic(
-                str(pre_path),
-                str(tmp_out),
-                op_types_to_quantize=sorted(set(op_types)),
-                per_channel=settings.per_channel,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=kept,
-                use_external_data_format=large,
-            )
+            _quantize_dynamic(pre_path, tmp_out, settings, kept, large)
         quantized = onnx.load(str(tmp_out))
         # Re-save at its final name; external data only when protobuf cannot hold the graph (an
         # INT8 graph of a tower whose fp32 graph needed external data usually fits inline).
@@ -388,6 +323,87 @@ def quantize_vision(
         kept_float=kept,
         quantized_nodes=count_quantized(out_path),
         calibration_clips=len(calibration) if settings.mode == "static" else 0,
+    )
+
+
+def _splits_gemm_bias(settings: QuantSettings) -> bool:
+    return settings.mode == "static" and settings.split_gemm_bias and "Gemm" in settings.op_types
+
+
+def _prepare_graph(fp32_path: Path, pre_path: Path, settings: QuantSettings, large: bool) -> list[str]:
+    """ONNX Runtime's pre-processing into `pre_path`, then the rewrites `settings` ask for; returns
+    the names of the nodes kept in float."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(
+        str(fp32_path),
+        str(pre_path),
+        save_as_external_data=large,
+        all_tensors_to_one_file=True,
+        external_data_location=pre_path.name + ".data" if large else None,
+    )
+    to_matmul = settings.mode == "dynamic" and "Gemm" in settings.op_types
+    # Node names and the bias split need no weights: skip loading 2 GB of external data unless
+    # weights are rewritten (gemm_to_matmul transposes them).
+    model = onnx.load(str(pre_path), load_external_data=to_matmul)
+    kept = resolve_keep_float([n.name for n in model.graph.node], settings.keep_float)
+    if to_matmul:
+        gemm_to_matmul(model)
+        _save(model, pre_path, large)
+    elif _splits_gemm_bias(settings):
+        split_gemm_bias(model, skip=kept)
+        # Structure only: tensors still point into preprocessed.onnx.data, which stays as it is.
+        onnx.save_model(model, str(pre_path))
+    return kept
+
+
+def _quantize_static(pre_path: Path, out: Path, reader: _ClipReader, settings: QuantSettings, kept: list[str],
+                     large: bool) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    quantize_static(
+        str(pre_path),
+        str(out),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(settings.op_types),
+        per_channel=settings.per_channel,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=kept,
+        use_external_data_format=large,
+        calibrate_method=methods[settings.method],
+        extra_options={
+            "ActivationSymmetric": settings.trt_compatible,
+            "WeightSymmetric": True,
+            "QuantizeBias": not settings.trt_compatible,
+            # Keep the attention MatMuls' two activation inputs on their own QDQ pairs.
+            "DedicatedQDQPair": False,
+            # A Gemm's output feeds float ops only (bias Add, GELU, residual, attention):
+            # re-quantising it costs time and accuracy and blocks the QGemm fusion.
+            "OpTypesToExcludeOutputQuantization": ["Gemm"] if _splits_gemm_bias(settings) else [],
+        },
+    )
+
+
+def _quantize_dynamic(pre_path: Path, out: Path, settings: QuantSettings, kept: list[str], large: bool) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    op_types = ["MatMul" if t == "Gemm" else t for t in settings.op_types]
+    quantize_dynamic(
+        str(pre_path),
+        str(out),
+        op_types_to_quantize=sorted(set(op_types)),
+        per_channel=settings.per_channel,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=kept,
+        use_external_data_format=large,
     )
 
 

@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -146,70 +148,14 @@ def run_preprocess_bench(
         return Preprocessor(profile, normalization, resize_mode="crop", resize_filter=resize_filter,
                             pixel_format=fmt, **options)  # type: ignore[arg-type]
 
-    cold = ours(pixel_format, cache_frames=0)
-    streaming = ours(pixel_format)
     slower_formats = {"frames": ["uint8", "float32"], "uint8": ["float32"]}.get(pixel_format, [])
-    streaming_other = {fmt: ours(fmt) for fmt in slower_formats}
-    hf = make_hf_processor(profile, normalization)
-
+    sides = _Sides(cold=ours(pixel_format, cache_frames=0), streaming=ours(pixel_format),
+                   streaming_other={fmt: ours(fmt) for fmt in slower_formats},
+                   hf=make_hf_processor(profile, normalization))
     # Warm-up (first-call allocations, lazy imports inside transformers) and a correctness probe.
-    ours_out = cold(clip_frames[0]).copy()
-    if pixel_format == "frames":
-        ours_out = patch_layout(ours_out, profile.patch_size, profile.temporal_patch_size, profile.merge_size)
-    if pixel_format != "float32":
-        ours_out = normalize_levels(ours_out, normalization)
-    hf_out = hf(images=hf_inputs[0], return_tensors="np")
-    grid = hf_out["image_grid_thw"].tolist()
-    want_grid = [[1, profile.grid_h, profile.grid_w]] * n
-    if grid != want_grid:
-        raise RuntimeError(f"HF processor landed on grid {grid}, not the profile's {want_grid}")
-    pixel_diff = _mean_abs_pixel_diff(ours_out, np.asarray(hf_out["pixel_values"]), profile)
-
-    cold_ms: list[float] = []
-    streaming_ms: list[float] = []
-    other_ms: dict[str, list[float]] = {fmt: [] for fmt in streaming_other}
-    hf_ms: list[float] = []
-    step = 0
-    for i in range(clips):
-        k = i % len(clip_frames)
-        for j in range(ours_per_hf):
-            clip = clip_frames[(k + j) % len(clip_frames)]
-            t0 = time.perf_counter()
-            cold(clip)
-            cold_ms.append((time.perf_counter() - t0) * 1e3)
-            # One new frame object per clip, like the sampler's ring (the sequence is longer than
-            # the cache, so a frame that left the window is resized again when it comes back).
-            ids = [(step + w) % len(frames) for w in range(n)]
-            window = [frames[i] for i in ids]
-            step += 1
-            t0 = time.perf_counter()
-            streaming.preprocess_clip(window, ids)
-            streaming_ms.append((time.perf_counter() - t0) * 1e3)
-            for fmt, other in streaming_other.items():
-                t0 = time.perf_counter()
-                other.preprocess_clip(window, ids)
-                other_ms[fmt].append((time.perf_counter() - t0) * 1e3)
-        t0 = time.perf_counter()
-        hf(images=hf_inputs[k], return_tensors="np")
-        hf_ms.append((time.perf_counter() - t0) * 1e3)
-
-    cold_stats = Stats.from_samples(cold_ms)
-    streaming_stats = Stats.from_samples(streaming_ms)
-    hf_stats = Stats.from_samples(hf_ms)
-    sizes = sorted({f"{f.shape[1]}x{f.shape[0]}" for f in frames})
-    results = {"ours": cold_stats.as_dict(), "ours_streaming": streaming_stats.as_dict(), "hf": hf_stats.as_dict()}
-    ratios = {
-        "hf_over_ours_median": ratio(hf_stats.median_ms, cold_stats.median_ms),
-        "hf_over_ours_streaming_median": ratio(hf_stats.median_ms, streaming_stats.median_ms),
-        # Best-of-n: what each side costs when nothing else competes for the cores (on a
-        # shared 2-core box medians mostly measure the neighbours).
-        "hf_over_ours_min": ratio(min(hf_ms), min(cold_ms)),
-        "hf_over_ours_streaming_min": ratio(min(hf_ms), min(streaming_ms)),
-    }
-    for fmt, samples in other_ms.items():
-        other_stats = Stats.from_samples(samples)
-        results[f"ours_streaming_{fmt}"] = other_stats.as_dict()
-        ratios[f"hf_over_ours_streaming_{fmt}_median"] = ratio(hf_stats.median_ms, other_stats.median_ms)
+    pixel_diff = _same_work_probe(sides, clip_frames[0], hf_inputs[0], profile, normalization, pixel_format)
+    times = _time_interleaved(sides, frames, clip_frames, hf_inputs, clips, ours_per_hf, n)
+    results, ratios = _results_and_ratios(times)
     if pixel_format != "float32":
         moved = in_graph_normalise_ms(profile, normalization)
         if moved is not None:
@@ -222,7 +168,7 @@ def run_preprocess_bench(
             "profile": {"width": profile.width, "height": profile.height, "frames_per_clip": n},
             "unit": "ms per clip",
             "frames": frames_source,
-            "frame_sizes": sizes,
+            "frame_sizes": sorted({f"{f.shape[1]}x{f.shape[0]}" for f in frames}),
             "pixel_format": pixel_format,
             "ours": f"edge.preprocess.Preprocessor: crop + resize ({resize_filter}) + BGR->RGB + "
             + {"frames": "RGB planes (the encoder graph normalises and patchifies)",
@@ -233,10 +179,99 @@ def run_preprocess_bench(
             "hf": f"transformers Qwen2VLImageProcessorPil, {n} images per clip (pre-cropped RGB input)",
             "opencv_threads": cv2.getNumThreads(),
             "pixel_mean_abs_diff_normalised": pixel_diff,
-            "min_ms": {"ours": min(cold_ms), "ours_streaming": min(streaming_ms), "hf": min(hf_ms)},
+            "min_ms": {"ours": min(times.cold), "ours_streaming": min(times.streaming), "hf": min(times.hf)},
             "load_average": os.getloadavg(),
         },
     )
+
+
+@dataclass
+class _Sides:
+    """What the bench compares: our preprocessor without and with the frame cache (and in the slower
+    pixel formats), and the transformers processor."""
+
+    cold: Preprocessor
+    streaming: Preprocessor
+    streaming_other: dict[str, Preprocessor]
+    hf: Any
+
+
+@dataclass
+class _Times:
+    """Milliseconds per clip of each side, in run order."""
+
+    cold: list[float] = field(default_factory=list)
+    streaming: list[float] = field(default_factory=list)
+    other: dict[str, list[float]] = field(default_factory=dict)
+    hf: list[float] = field(default_factory=list)
+
+
+def _same_work_probe(sides: _Sides, clip: list[np.ndarray], hf_input: list[np.ndarray], profile: CameraProfile,
+                     normalization: Normalization, pixel_format: str) -> float:
+    """Run both sides once (warm-up) and check they make the same grid; returns the mean |diff| of
+    their normalised pixels."""
+    ours_out = sides.cold(clip).copy()
+    if pixel_format == "frames":
+        ours_out = patch_layout(ours_out, profile.patch_size, profile.temporal_patch_size, profile.merge_size)
+    if pixel_format != "float32":
+        ours_out = normalize_levels(ours_out, normalization)
+    hf_out = sides.hf(images=hf_input, return_tensors="np")
+    grid = hf_out["image_grid_thw"].tolist()
+    want_grid = [[1, profile.grid_h, profile.grid_w]] * profile.frames_per_clip
+    if grid != want_grid:
+        raise RuntimeError(f"HF processor landed on grid {grid}, not the profile's {want_grid}")
+    return _mean_abs_pixel_diff(ours_out, np.asarray(hf_out["pixel_values"]), profile)
+
+
+def _time_interleaved(sides: _Sides, frames: list[np.ndarray], clip_frames: list[list[np.ndarray]],
+                      hf_inputs: list[list[np.ndarray]], clips: int, ours_per_hf: int, n: int) -> _Times:
+    """`clips` HF runs, each after `ours_per_hf` runs of each of our variants."""
+    times = _Times(other={fmt: [] for fmt in sides.streaming_other})
+    step = 0
+    for i in range(clips):
+        k = i % len(clip_frames)
+        for j in range(ours_per_hf):
+            clip = clip_frames[(k + j) % len(clip_frames)]
+            t0 = time.perf_counter()
+            sides.cold(clip)
+            times.cold.append((time.perf_counter() - t0) * 1e3)
+            # One new frame object per clip, like the sampler's ring (the sequence is longer than
+            # the cache, so a frame that left the window is resized again when it comes back).
+            ids = [(step + w) % len(frames) for w in range(n)]
+            window = [frames[i] for i in ids]
+            step += 1
+            t0 = time.perf_counter()
+            sides.streaming.preprocess_clip(window, ids)
+            times.streaming.append((time.perf_counter() - t0) * 1e3)
+            for fmt, other in sides.streaming_other.items():
+                t0 = time.perf_counter()
+                other.preprocess_clip(window, ids)
+                times.other[fmt].append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        sides.hf(images=hf_inputs[k], return_tensors="np")
+        times.hf.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _results_and_ratios(times: _Times) -> tuple[dict, dict]:
+    """Each side's statistics, and how many times slower HF is than each of ours."""
+    cold_stats = Stats.from_samples(times.cold)
+    streaming_stats = Stats.from_samples(times.streaming)
+    hf_stats = Stats.from_samples(times.hf)
+    results = {"ours": cold_stats.as_dict(), "ours_streaming": streaming_stats.as_dict(), "hf": hf_stats.as_dict()}
+    ratios = {
+        "hf_over_ours_median": ratio(hf_stats.median_ms, cold_stats.median_ms),
+        "hf_over_ours_streaming_median": ratio(hf_stats.median_ms, streaming_stats.median_ms),
+        # Best-of-n: what each side costs when nothing else competes for the cores (on a
+        # shared 2-core box medians mostly measure the neighbours).
+        "hf_over_ours_min": ratio(min(times.hf), min(times.cold)),
+        "hf_over_ours_streaming_min": ratio(min(times.hf), min(times.streaming)),
+    }
+    for fmt, samples in times.other.items():
+        other_stats = Stats.from_samples(samples)
+        results[f"ours_streaming_{fmt}"] = other_stats.as_dict()
+        ratios[f"hf_over_ours_streaming_{fmt}_median"] = ratio(hf_stats.median_ms, other_stats.median_ms)
+    return results, ratios
 
 
 def in_graph_normalise_ms(profile: CameraProfile, normalization: Normalization, runs: int = 200) -> Stats | None:

@@ -202,65 +202,80 @@ def build_bundle(
     try:
         from export.vision_onnx import export_vision_onnx
 
-        manifest = BundleManifest(
-            schema_version=MANIFEST_SCHEMA_VERSION,
-            source={
-                "checkpoint": reader.name,
-                "config_sha256": reader.config_sha256,
-                "architecture": "Qwen3VLMoeForConditionalGeneration",
-                "checkpoint_bytes": reader.total_bytes,
-                "shards": len(reader.shard_files),
-                "exporter": "edge export bundle",
-                "tools": _tool_versions(),
-            },
-            profile=profile,
-            normalization=normalization,
-            special_tokens=special_tokens,
-            prompt=read_prompt_pieces(reader),
-        )
-        # A trained checkpoint carries its provenance (command, seed, data recipe): keep it with the bundle.
-        training = reader.read_json("training.json")
-        if training:
-            manifest.source["training"] = training
+        manifest = _new_manifest(reader, profile, normalization, special_tokens)
         vision = export_vision_onnx(
             reader, profile, out / VISION_DIR / VISION_ONNX_NAME, progress=progress, self_check=self_check,
             normalization=normalization, input_layout=vision_input,
         )
-        manifest.vision.append(
-            VisionArtifact(
-                path=_relative(vision.path, out),
-                format="onnx",
-                precision="fp32",
-                input_name=vision.input_name,
-                input_shape=vision.input_shape,
-                input_dtype=vision.input_dtype,
-                input_layout=vision.input_layout,
-                output_name=vision.output_name,
-                output_shape=vision.output_shape,
-                external_data=_relative(vision.external_data, out) if vision.external_data else None,
-                accuracy=vision.accuracy or None,
-            )
-        )
+        manifest.vision.append(_vision_artifact(vision, out))
         if write_decoder is not None:
-            decoders = write_decoder(reader, out, quant_list, progress)
-            for artifact in decoders:
-                artifact = artifact if isinstance(artifact, DecoderArtifact) else DecoderArtifact.model_validate(artifact)
-                artifact.path = _relative(artifact.path, out)
-                manifest.decoder.append(artifact)
-            width_inp = {d.n_embd_inp for d in manifest.decoder}
-            if width_inp and width_inp != {vision.output_shape[1]}:
-                raise BundleError(
-                    f"vision rows are {vision.output_shape[1]} wide but the decoder expects n_embd_inp {sorted(width_inp)}"
-                )
-
-        from tqdm import tqdm
-
-        # Hash every file in the bundle (not just the ones named above): nothing unverified ships.
-        rel_files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_FILENAME)
-        for rel in tqdm(rel_files, desc="sha256", unit="file", disable=not progress):
-            add_file(manifest, out, rel)
+            _add_decoders(manifest, write_decoder(reader, out, quant_list, progress), out, vision.output_shape[1])
+        _hash_every_file(manifest, out, progress)
         write_manifest(out, manifest)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
     return manifest
+
+
+def _new_manifest(reader: CheckpointReader, profile: CameraProfile, normalization: Normalization,
+                  special_tokens: SpecialTokens) -> BundleManifest:
+    """The manifest before any artifact: where the bundle comes from and how its inputs are made."""
+    manifest = BundleManifest(
+        schema_version=MANIFEST_SCHEMA_VERSION,
+        source={
+            "checkpoint": reader.name,
+            "config_sha256": reader.config_sha256,
+            "architecture": "Qwen3VLMoeForConditionalGeneration",
+            "checkpoint_bytes": reader.total_bytes,
+            "shards": len(reader.shard_files),
+            "exporter": "edge export bundle",
+            "tools": _tool_versions(),
+        },
+        profile=profile,
+        normalization=normalization,
+        special_tokens=special_tokens,
+        prompt=read_prompt_pieces(reader),
+    )
+    # A trained checkpoint carries its provenance (command, seed, data recipe): keep it with the bundle.
+    training = reader.read_json("training.json")
+    if training:
+        manifest.source["training"] = training
+    return manifest
+
+
+def _vision_artifact(vision, out: Path) -> VisionArtifact:
+    """The manifest entry of the exported vision ONNX (export.vision_onnx's result)."""
+    return VisionArtifact(
+        path=_relative(vision.path, out),
+        format="onnx",
+        precision="fp32",
+        input_name=vision.input_name,
+        input_shape=vision.input_shape,
+        input_dtype=vision.input_dtype,
+        input_layout=vision.input_layout,
+        output_name=vision.output_name,
+        output_shape=vision.output_shape,
+        external_data=_relative(vision.external_data, out) if vision.external_data else None,
+        accuracy=vision.accuracy or None,
+    )
+
+
+def _add_decoders(manifest: BundleManifest, decoders, out: Path, vision_width: int) -> None:
+    """Record the written decoders; their input width must be the vision rows' width."""
+    for artifact in decoders:
+        artifact = artifact if isinstance(artifact, DecoderArtifact) else DecoderArtifact.model_validate(artifact)
+        artifact.path = _relative(artifact.path, out)
+        manifest.decoder.append(artifact)
+    width_inp = {d.n_embd_inp for d in manifest.decoder}
+    if width_inp and width_inp != {vision_width}:
+        raise BundleError(f"vision rows are {vision_width} wide but the decoder expects n_embd_inp {sorted(width_inp)}")
+
+
+def _hash_every_file(manifest: BundleManifest, out: Path, progress: bool) -> None:
+    """Hash every file in the bundle (not just the artifacts): nothing unverified ships."""
+    from tqdm import tqdm
+
+    rel_files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != MANIFEST_FILENAME)
+    for rel in tqdm(rel_files, desc="sha256", unit="file", disable=not progress):
+        add_file(manifest, out, rel)

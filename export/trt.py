@@ -180,18 +180,9 @@ def build_engine(
     if workspace_gb <= 0:
         raise TrtBuildError(f"--workspace-gb must be > 0, got {workspace_gb}")
     manifest, bundle_dir = load_bundle(bundle)
-    source = source_onnx(manifest, precision, allow_unadopted)
-    if precision == "int8":
-        problems = qdq_trt_problems(bundle_dir / source.path)
-        if problems:
-            raise TrtBuildError(f"{source.path} is not a TensorRT-consumable QDQ graph: " + "; ".join(problems))
+    source = _buildable_source(manifest, bundle_dir, precision, allow_unadopted)
     trt = import_tensorrt()
-    from edge.vision.tensorrt import current_gpu
-
-    gpu_name, capability = current_gpu()
-    if not gpu_name or not capability:
-        raise TrtBuildError("no NVIDIA GPU visible (CUDA reports none, or cuda-python is missing): "
-                            "a TensorRT engine can only be built on the GPU it will run on")
+    gpu_name, capability = _this_gpu()
 
     rel_dir = Path(source.path).parent
     cache_rel = (rel_dir / TIMING_CACHE_NAME).as_posix()
@@ -227,13 +218,40 @@ def build_engine(
         artifact.accuracy = verify_plan(bundle_dir, artifact, source_onnx(manifest, "fp16"), manifest)
         log(f"engine vs fp32 ONNX Runtime: cosine {artifact.accuracy['cosine']:.6f}, "
             f"max |diff| {artifact.accuracy['max_abs_diff']:.4g}")
-    manifest.vision = [a for a in manifest.vision if a.path != plan_rel]
-    manifest.vision.append(artifact)
-    add_file(manifest, bundle_dir, plan_rel)
-    add_file(manifest, bundle_dir, cache_rel)  # shared by every plan: its hash changes with each build
-    write_manifest(bundle_dir, manifest)
+    _record_plan(manifest, bundle_dir, artifact, cache_rel)
     log(f"wrote {plan_rel} ({len(plan) / 2**20:.1f} MiB)")
     return artifact
+
+
+def _buildable_source(manifest: BundleManifest, bundle_dir: Path, precision: str,
+                      allow_unadopted: bool) -> VisionArtifact:
+    """The ONNX model the plan is built from; for int8, one TensorRT can consume."""
+    source = source_onnx(manifest, precision, allow_unadopted)
+    if precision == "int8":
+        problems = qdq_trt_problems(bundle_dir / source.path)
+        if problems:
+            raise TrtBuildError(f"{source.path} is not a TensorRT-consumable QDQ graph: " + "; ".join(problems))
+    return source
+
+
+def _this_gpu() -> tuple[str, str]:
+    """(name, compute capability) of the GPU the plan is built for: the one visible here."""
+    from edge.vision.tensorrt import current_gpu
+
+    gpu_name, capability = current_gpu()
+    if not gpu_name or not capability:
+        raise TrtBuildError("no NVIDIA GPU visible (CUDA reports none, or cuda-python is missing): "
+                            "a TensorRT engine can only be built on the GPU it will run on")
+    return gpu_name, capability
+
+
+def _record_plan(manifest: BundleManifest, bundle_dir: Path, artifact: VisionArtifact, cache_rel: str) -> None:
+    """Put the plan in the manifest (replacing one of the same name) with its and the timing cache's hashes."""
+    manifest.vision = [a for a in manifest.vision if a.path != artifact.path]
+    manifest.vision.append(artifact)
+    add_file(manifest, bundle_dir, artifact.path)
+    add_file(manifest, bundle_dir, cache_rel)  # shared by every plan: its hash changes with each build
+    write_manifest(bundle_dir, manifest)
 
 
 def _slice_count(manifest: BundleManifest, fp32: VisionArtifact) -> int:

@@ -315,14 +315,12 @@ def verify_bundle(bundle: Path | str, checkpoint: Path | str, out: Path | str | 
     The report's "gate" says whether the figures meet `thresholds` (export.verify_gate.Thresholds,
     the defaults when None) and names every one that does not."""
     from edge.benchreport import machine_info
-    from edge.llm import LlamaModel
     from export.verify_gate import Thresholds, gate_report
 
     manifest, bundle_dir = load_bundle(bundle, verify_hashes=verify_hashes)
     if not manifest.decoder:
         raise ValueError(f"bundle {bundle_dir} has no decoder to verify")
     p = manifest.profile
-    dec0 = manifest.decoder[0]
     ref = Reference(Path(checkpoint), reference_dtype)
     encoder = OnnxEncoder(bundle_dir, manifest, threads)
     cases = build_cases(manifest)
@@ -340,48 +338,9 @@ def verify_bundle(bundle: Path | str, checkpoint: Path | str, out: Path | str | 
         "decoder": {},
         "cases": {},
     }
-    prepared = []
-    for case in cases:
-        grid = [case.n_pairs, p.grid_h, p.grid_w]
-        rows_onnx = encoder.encode(case.encoder_input(encoder.art), case.n_pairs)
-        rows_ref = ref.visual_rows(case.pixel_values, grid)
-        case_enc = {}
-        for name, cols in _encoder_slices(encoder.art.output_name, dec0.n_embd, dec0.n_deepstack):
-            stats = {"cosine": cosine(rows_onnx[:, cols], rows_ref[:, cols]),
-                     "max_abs_diff": float(np.abs(rows_onnx[:, cols] - rows_ref[:, cols]).max())}
-            case_enc[name] = stats
-            report["encoder"][name] = _worse(report["encoder"].get(name), stats)
-        ids, types = ref.ids(case, p.tokens_per_pair)
-        ref_logits, ref_tokens = ref.run(case, grid, ids, types, greedy_len)
-        report["cases"][case.name] = {"modality": case.modality, "frame_pairs": case.n_pairs,
-                                      "prompt_tokens": len(ids), "encoder": case_enc,
-                                      "reference_greedy": ref_tokens}
-        prepared.append((case, rows_onnx, ids, types, ref_logits, ref_tokens))
-
+    prepared = [_reference_case(case, ref, encoder, manifest, report, greedy_len) for case in cases]
     for art in manifest.decoder:
-        model = LlamaModel(bundle_dir / art.path, expected_n_embd_inp=art.n_embd_inp)
-        try:
-            summary: dict = {"logits_cosine": None, "greedy_match": None, "greedy_len": greedy_len, "cases": {}}
-            for case, rows, ids, _types, ref_logits, ref_tokens in prepared:
-                logits, tokens, text_tokens = run_bundle_decoder(model, case, rows, p.merged_h, p.merged_w,
-                                                                 greedy_len, threads)
-                ref_text = [t for t in ids if t not in (ref.image_token_id, ref.video_token_id)]
-                entry = {
-                    "logits_cosine": cosine(logits, ref_logits),
-                    "logits_max_abs_diff": float(np.abs(logits - ref_logits).max()),
-                    "greedy_match": leading_matches(tokens, ref_tokens),
-                    "greedy_len": greedy_len,
-                    "greedy_tokens": tokens,
-                    "tokenizer_match": text_tokens == ref_text,
-                }
-                summary["cases"][case.name] = entry
-                lc = summary["logits_cosine"]
-                summary["logits_cosine"] = entry["logits_cosine"] if lc is None else min(lc, entry["logits_cosine"])
-                gm = summary["greedy_match"]
-                summary["greedy_match"] = entry["greedy_match"] if gm is None else min(gm, entry["greedy_match"])
-            report["decoder"][art.quant] = summary
-        finally:
-            model.close()
+        report["decoder"][art.quant] = _decoder_figures(bundle_dir, art, prepared, ref, p, greedy_len, threads)
 
     report["gate"] = gate_report(report, thresholds or Thresholds())
     text = json.dumps(report, indent=2) + "\n"
@@ -391,6 +350,58 @@ def verify_bundle(bundle: Path | str, checkpoint: Path | str, out: Path | str | 
     if write_into_bundle:
         _store_in_bundle(bundle_dir, manifest, text)
     return report
+
+
+def _reference_case(case, ref: Reference, encoder: OnnxEncoder, manifest: BundleManifest, report: dict,
+                    greedy_len: int) -> tuple:
+    """One case through the ONNX encoder and the reference: the encoder figures go into `report`
+    (per case, and the worst over cases); returns what the decoders are compared with."""
+    p, dec0 = manifest.profile, manifest.decoder[0]
+    grid = [case.n_pairs, p.grid_h, p.grid_w]
+    rows_onnx = encoder.encode(case.encoder_input(encoder.art), case.n_pairs)
+    rows_ref = ref.visual_rows(case.pixel_values, grid)
+    case_enc = {}
+    for name, cols in _encoder_slices(encoder.art.output_name, dec0.n_embd, dec0.n_deepstack):
+        stats = {"cosine": cosine(rows_onnx[:, cols], rows_ref[:, cols]),
+                 "max_abs_diff": float(np.abs(rows_onnx[:, cols] - rows_ref[:, cols]).max())}
+        case_enc[name] = stats
+        report["encoder"][name] = _worse(report["encoder"].get(name), stats)
+    ids, types = ref.ids(case, p.tokens_per_pair)
+    ref_logits, ref_tokens = ref.run(case, grid, ids, types, greedy_len)
+    report["cases"][case.name] = {"modality": case.modality, "frame_pairs": case.n_pairs,
+                                  "prompt_tokens": len(ids), "encoder": case_enc,
+                                  "reference_greedy": ref_tokens}
+    return case, rows_onnx, ids, types, ref_logits, ref_tokens
+
+
+def _decoder_figures(bundle_dir: Path, art, prepared: list[tuple], ref: Reference, p, greedy_len: int,
+                     threads: int | None) -> dict:
+    """One GGUF decoder on the ONNX encoder's rows vs the reference: per case and the worst."""
+    from edge.llm import LlamaModel
+
+    model = LlamaModel(bundle_dir / art.path, expected_n_embd_inp=art.n_embd_inp)
+    try:
+        summary: dict = {"logits_cosine": None, "greedy_match": None, "greedy_len": greedy_len, "cases": {}}
+        for case, rows, ids, _types, ref_logits, ref_tokens in prepared:
+            logits, tokens, text_tokens = run_bundle_decoder(model, case, rows, p.merged_h, p.merged_w,
+                                                             greedy_len, threads)
+            ref_text = [t for t in ids if t not in (ref.image_token_id, ref.video_token_id)]
+            entry = {
+                "logits_cosine": cosine(logits, ref_logits),
+                "logits_max_abs_diff": float(np.abs(logits - ref_logits).max()),
+                "greedy_match": leading_matches(tokens, ref_tokens),
+                "greedy_len": greedy_len,
+                "greedy_tokens": tokens,
+                "tokenizer_match": text_tokens == ref_text,
+            }
+            summary["cases"][case.name] = entry
+            lc = summary["logits_cosine"]
+            summary["logits_cosine"] = entry["logits_cosine"] if lc is None else min(lc, entry["logits_cosine"])
+            gm = summary["greedy_match"]
+            summary["greedy_match"] = entry["greedy_match"] if gm is None else min(gm, entry["greedy_match"])
+        return summary
+    finally:
+        model.close()
 
 
 def _store_in_bundle(bundle_dir: Path, manifest: BundleManifest, text: str) -> None:

@@ -114,6 +114,7 @@ def load_vision_tower(reader: CheckpointReader, progress: bool = True):
     return visual.float().eval()
 
 
+# Long because its two torch modules are defined inside it (importing this module needs no torch).
 def build_static_encoder(visual, profile: CameraProfile, frames_normalization: Normalization | None = None):
     """The export wrapper: pixel_values -> [merger | deepstack 1..k] rows for the fixed profile.
     With `frames_normalization`, pixel_values are uint8 RGB frames [T, 3, H, W] (the "frames"
@@ -341,7 +342,6 @@ def export_vision_onnx(
     self_check: run ONNX Runtime and transformers on the same random pixels and record per-output
     cosine / max-abs-diff in the result's `accuracy` (and fail loudly if the export is not faithful).
     """
-    import numpy as np
     import torch
     from tqdm import tqdm
 
@@ -363,6 +363,31 @@ def export_vision_onnx(
     dummy = torch.zeros(*input_shape, dtype=torch.uint8 if frames else torch.float32)
 
     steps.set_postfix_str("tracing")
+    # The frames graph normalises in its own forward; a patches graph gets the levels prelude.
+    external = _trace(encoder, dummy, out_path, None if frames else normalization, profile.patch_dim, steps)
+    result = VisionExport(
+        path=out_path,
+        external_data=external,
+        input_shape=input_shape,
+        output_shape=[profile.tokens_per_clip, n_embd * (1 + n_deepstack)],
+        n_embd=n_embd,
+        n_deepstack=n_deepstack,
+        input_dtype="float32" if normalization is None else "uint8",
+        input_layout=input_layout,
+    )
+    if self_check:
+        steps.set_postfix_str("self-check")
+        result.accuracy = _self_check(result, visual, profile, normalization)
+        steps.update()
+    steps.close()
+    return result
+
+
+def _trace(encoder, dummy, out_path: Path, normalization: Normalization | None, patch_dim: int, steps) -> Path | None:
+    """Trace `encoder` on `dummy` into `out_path` (with the levels prelude when `normalization` is
+    given); returns the external data file, if any. Advances `steps` twice (traced, saved)."""
+    import torch
+
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp, torch.no_grad(), warnings.catch_warnings():
         # Expected: the per-frame-pair split sizes become constants, which is what a fixed profile wants.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -379,48 +404,39 @@ def export_vision_onnx(
         )
         steps.update()
         steps.set_postfix_str("saving")
-        # The frames graph normalises in its own forward; a patches graph gets the levels prelude.
-        external = _save_onnx(tmp_path, out_path, None if frames else normalization, profile.patch_dim)
+        external = _save_onnx(tmp_path, out_path, normalization, patch_dim)
         steps.update()
+    return external
 
-    result = VisionExport(
-        path=out_path,
-        external_data=external,
-        input_shape=input_shape,
-        output_shape=[profile.tokens_per_clip, n_embd * (1 + n_deepstack)],
-        n_embd=n_embd,
-        n_deepstack=n_deepstack,
-        input_dtype="float32" if normalization is None else "uint8",
-        input_layout=input_layout,
-    )
-    if self_check:
-        import onnxruntime as ort
 
-        steps.set_postfix_str("self-check")
-        if normalization is None:
-            feed = pixels = random_pixel_values(profile, seed=0)
-            what = "random pixels seed 0"
-        else:
-            feed = random_pixel_levels(profile, seed=0, layout=input_layout)
-            levels = patch_layout(feed, profile.patch_size, profile.temporal_patch_size,
-                                  profile.merge_size) if frames else feed
-            pixels = normalize_levels(levels, normalization)  # what the processor would give
-            what = (f"random uint8 {input_layout} seed 0 (the graph normalises"
-                    + (" and patchifies" if frames else "") + "; the reference gets the processor's values)")
-        session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
-        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: feed})
-        if list(got.shape) != result.output_shape:
-            raise RuntimeError(f"exported vision graph gives {list(got.shape)}, expected {result.output_shape}")
-        report = compare_outputs(split_output(got, n_embd), reference_outputs(visual, pixels, profile))
-        worst = min(r["cosine"] for r in report.values())
-        result.accuracy = {
-            "reference": f"transformers Qwen3VLMoeVisionModel, fp32, {what}",
-            "cosine_min": worst,
-            "max_abs_diff": max(r["max_abs_diff"] for r in report.values()),
-            "outputs": report,
-        }
-        if not np.isfinite(worst) or worst < 0.9999:
-            raise RuntimeError(f"vision ONNX export diverges from transformers: {report}")
-        steps.update()
-    steps.close()
-    return result
+def _self_check(result: VisionExport, visual, profile: CameraProfile, normalization: Normalization | None) -> dict:
+    """ONNX Runtime on the exported graph vs transformers on the same random input: per-output
+    cosine and max |diff|; raises when the export is not faithful."""
+    import numpy as np
+    import onnxruntime as ort
+
+    frames = result.input_layout == "frames"
+    if normalization is None:
+        feed = pixels = random_pixel_values(profile, seed=0)
+        what = "random pixels seed 0"
+    else:
+        feed = random_pixel_levels(profile, seed=0, layout=result.input_layout)
+        levels = patch_layout(feed, profile.patch_size, profile.temporal_patch_size,
+                              profile.merge_size) if frames else feed
+        pixels = normalize_levels(levels, normalization)  # what the processor would give
+        what = (f"random uint8 {result.input_layout} seed 0 (the graph normalises"
+                + (" and patchifies" if frames else "") + "; the reference gets the processor's values)")
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: feed})
+    if list(got.shape) != result.output_shape:
+        raise RuntimeError(f"exported vision graph gives {list(got.shape)}, expected {result.output_shape}")
+    report = compare_outputs(split_output(got, result.n_embd), reference_outputs(visual, pixels, profile))
+    worst = min(r["cosine"] for r in report.values())
+    if not np.isfinite(worst) or worst < 0.9999:
+        raise RuntimeError(f"vision ONNX export diverges from transformers: {report}")
+    return {
+        "reference": f"transformers Qwen3VLMoeVisionModel, fp32, {what}",
+        "cosine_min": worst,
+        "max_abs_diff": max(r["max_abs_diff"] for r in report.values()),
+        "outputs": report,
+    }

@@ -65,6 +65,46 @@ def generic_situation(ego: EgoState, cruise_mps: float) -> Situation:
                      "road clear", "cruise", MetaAction.KEEP_LANE)
 
 
+def _acceleration(behaviours: list[Behaviour[Any]], pre: EgoState, cruise: float, v: float) -> float:
+    """Cruise control towards `cruise`, capped by the most cautious armed behaviour's request."""
+    a = float(np.clip(0.8 * (cruise - v), -2.5, 1.5))
+    for b in behaviours:
+        if b.armed:
+            request = b.accel(pre)
+            if request is not None:
+                a = min(a, request)
+    return float(np.clip(a, -9.0, 2.5))
+
+
+def _lateral_target(behaviours: list[Behaviour[Any]], pre: EgoState, lane_center: float) -> float:
+    """The first armed behaviour's lateral target, else the lane's centre."""
+    for b in behaviours:
+        if b.armed:
+            lateral = b.lateral_target(pre)
+            if lateral is not None:
+                return lateral
+    return lane_center
+
+
+def _pose(behaviours: list[Behaviour[Any]], s: float, x_lat: float) -> tuple[float, float, float]:
+    """(x, z, yaw) of the ego: where the first behaviour that places it says, else on the road."""
+    for b in behaviours:
+        pose = b.pose(s, x_lat)
+        if pose is not None:
+            return pose
+    return x_lat, s, 0.0
+
+
+def _frame_state(index: int, ego: EgoState, cruise: float, behaviours: list[Behaviour[Any]],
+                 ambient: AmbientTraffic) -> FrameState:
+    """What a frame shows and what it calls for: the most urgent behaviour's situation, every actor."""
+    candidates = [sit for b in behaviours if (sit := b.situation(ego)) is not None]
+    situation = min(candidates, key=lambda c: c.priority) if candidates else generic_situation(ego, cruise)
+    actors = [actor for b in (*behaviours, ambient) for actor in b.actors(ego)]
+    return FrameState(index, ego.t, ego, cruise, situation, actors)
+
+
+# One integration loop over frames and substeps: its state (s, v, x_lat, vx) reads best in one place.
 def simulate(scenario: Scenario, seed: int = 0) -> Drive:
     layout = RoadLayout(scenario.road)
     ctx = DriveContext(scenario, layout, np.random.default_rng([seed, 0]), lane=scenario.ego_lane)
@@ -99,26 +139,9 @@ def simulate(scenario: Scenario, seed: int = 0) -> Drive:
                 if b.armed:
                     b.step(pre)
             cruise = ctx.cruise_mps(t)
-            a = float(np.clip(0.8 * (cruise - v), -2.5, 1.5))
-            for b in behaviours:
-                if b.armed:
-                    request = b.accel(pre)
-                    if request is not None:
-                        a = min(a, request)
-            a = float(np.clip(a, -9.0, 2.5))
-            target = layout.lane_center(ctx.lane)
-            for b in behaviours:
-                if b.armed:
-                    lateral = b.lateral_target(pre)
-                    if lateral is not None:
-                        target = lateral
-                        break
-            x, z, yaw = x_lat, s, 0.0
-            for b in behaviours:
-                pose = b.pose(s, x_lat)
-                if pose is not None:
-                    x, z, yaw = pose
-                    break
+            a = _acceleration(behaviours, pre, cruise, v)
+            target = _lateral_target(behaviours, pre, layout.lane_center(ctx.lane))
+            x, z, yaw = _pose(behaviours, s, x_lat)
             if sub == 0:
                 recorded.append((EgoState(t, s, v, a, x_lat, x, z, yaw, ctx.lane), cruise))
             trace_t.append(t)
@@ -131,13 +154,7 @@ def simulate(scenario: Scenario, seed: int = 0) -> Drive:
             vx += ax * dt
             x_lat += vx * dt
 
-    frames = []
-    for index, (ego, cruise) in enumerate(recorded):
-        candidates = [sit for b in behaviours if (sit := b.situation(ego)) is not None]
-        situation = min(candidates, key=lambda c: c.priority) if candidates else generic_situation(ego, cruise)
-        actors = [actor for b in (*behaviours, ambient) for actor in b.actors(ego)]
-        frames.append(FrameState(index, ego.t, ego, cruise, situation, actors))
-
+    frames = [_frame_state(index, ego, cruise, behaviours, ambient) for index, (ego, cruise) in enumerate(recorded)]
     times = np.asarray(trace_t)
     dists = np.asarray(trace_s)
 

@@ -23,6 +23,17 @@ from edge.preprocess.resize import ResizeFilter, ResizeMode, check_frame, resize
 ColorOrder = Literal["bgr", "rgb"]
 
 
+def _check_options(resize_mode: str, resize_filter: str, input_order: str, pixel_format: str) -> None:
+    if resize_mode not in ("crop", "letterbox"):
+        raise ValueError(f"resize_mode must be 'crop' or 'letterbox', got {resize_mode!r}")
+    if resize_filter not in ("area", "fast"):
+        raise ValueError(f"resize_filter must be 'area' or 'fast', got {resize_filter!r}")
+    if input_order not in ("bgr", "rgb"):
+        raise ValueError(f"input_order must be 'bgr' or 'rgb', got {input_order!r}")
+    if pixel_format not in PIXEL_FORMATS:
+        raise ValueError(f"pixel_format must be one of {', '.join(PIXEL_FORMATS)}, got {pixel_format!r}")
+
+
 class Preprocessor:
     """Fixed-profile preprocessing: frames (uint8 HxWx3) -> the encoder input in `pixel_format`.
 
@@ -51,38 +62,46 @@ class Preprocessor:
         cache_frames: int | None = None,
         pixel_format: PixelFormat = "float32",
     ) -> None:
-        if resize_mode not in ("crop", "letterbox"):
-            raise ValueError(f"resize_mode must be 'crop' or 'letterbox', got {resize_mode!r}")
-        if resize_filter not in ("area", "fast"):
-            raise ValueError(f"resize_filter must be 'area' or 'fast', got {resize_filter!r}")
-        if input_order not in ("bgr", "rgb"):
-            raise ValueError(f"input_order must be 'bgr' or 'rgb', got {input_order!r}")
-        if pixel_format not in PIXEL_FORMATS:
-            raise ValueError(f"pixel_format must be one of {', '.join(PIXEL_FORMATS)}, got {pixel_format!r}")
+        _check_options(resize_mode, resize_filter, input_order, pixel_format)
         self.pixel_format = pixel_format
         self.profile = profile
         self.normalization = normalization
         self.resize_mode = resize_mode
         self.resize_filter = resize_filter
         self.input_order = input_order
+        self._init_levels(pad_value)
+        self._init_patch_buffers()
+        self._init_resize_cache(cache_frames)
+        self._init_prepared()
+
+    def _init_levels(self, pad_value: tuple[int, int, int] | None) -> None:
+        """The letterbox bars' colour and the normalisation tables."""
+        normalization = self.normalization
         if pad_value is None:
             r, g, b = (round(m / normalization.rescale_factor) for m in normalization.mean)
-            pad_value = (b, g, r) if input_order == "bgr" else (r, g, b)
+            pad_value = (b, g, r) if self.input_order == "bgr" else (r, g, b)
         self.pad_value = tuple(int(v) for v in pad_value)
         lut = normalization_lut(normalization)
         # cv2.LUT wants a [256, 1] table per call; one call covers all channels when they agree
         # (Qwen3-VL normalises every channel with 0.5/0.5).
         self._luts = [np.ascontiguousarray(lut[c].reshape(256, 1)) for c in range(3)]
         self._shared_lut = bool(np.array_equal(lut[0], lut[1]) and np.array_equal(lut[0], lut[2]))
+
+    def _init_patch_buffers(self) -> None:
+        """The patch cut's views and output buffers."""
+        profile = self.profile
         p, m, t = profile.patch_size, profile.merge_size, profile.temporal_patch_size
         self._frame_view = (profile.grid_h // m, m, p, profile.grid_w // m, m, p, 3)
         self._patch_shape = (profile.grid_h // m, profile.grid_w // m, m, m, 3, t, p, p)
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._planes_buffers: dict[int, np.ndarray] = {}  # frame count -> frames-format output
-        if pixel_format != "frames":  # the patch paths' buffers, ready before the first clip
+        if self.pixel_format != "frames":  # the patch paths' buffers, ready before the first clip
             self._buffers_for(profile.frames_per_clip)
             self._buffers_for(t)
-        # Resized-frame cache: a fixed pool of slots, LRU over frame objects.
+
+    def _init_resize_cache(self, cache_frames: int | None) -> None:
+        """Resized-frame cache: a fixed pool of slots, LRU over frame objects."""
+        profile = self.profile
         slots = profile.frames_per_clip + 2 if cache_frames is None else max(0, cache_frames)
         self._pool = np.empty((max(slots, 1), profile.height, profile.width, 3), dtype=np.uint8)
         self._cache: OrderedDict[int, tuple[np.ndarray, int]] = OrderedDict()  # id(frame) -> (frame, slot)
@@ -90,10 +109,14 @@ class Preprocessor:
         self._free_slots = list(range(slots))
         self._scratch = np.empty((profile.height, profile.width, 3), dtype=np.uint8)
         self.resizes = 0  # frames actually resized (cache misses), for tests and telemetry
-        # Prepared-frame cache (pipelining): frame id -> (image, float32 block). Written by the
-        # capture thread, read by the loop thread, so every access holds `_prepared_lock`.
+
+    def _init_prepared(self) -> None:
+        """Prepared-frame cache (pipelining): frame id -> (image, float32 block). Written by the
+        capture thread, read by the loop thread, so every access holds `_prepared_lock`."""
+        profile = self.profile
+        p, m = profile.patch_size, profile.merge_size
         self._block_shape = (
-            (3, profile.height, profile.width) if pixel_format == "frames"
+            (3, profile.height, profile.width) if self.pixel_format == "frames"
             else (profile.grid_h // m, profile.grid_w // m, m, m, 3, p, p)
         )
         self._prepared: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
