@@ -26,7 +26,7 @@ def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-# TrainConfig fields settable from the command line (defaults: train.trainer.TrainConfig).
+# TrainConfig fields settable from the command line (defaults: train.config.TrainConfig).
 _CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "warmup_steps",
                    "balance",
                    "balance_by", "mirror_draws", "action_balance", "aux_balance", "train_mergers", "experts_implementation",
@@ -36,8 +36,8 @@ _CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "visio
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig an `edge train` command line asks for. Options left out keep TrainConfig's
     defaults (one place for them; training.json records all)."""
+    from train.config import TrainConfig
     from train.mirror import expand_scenarios
-    from train.trainer import TrainConfig
 
     given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
     if args.mirror:

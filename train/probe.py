@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from train.dataset import ClipDataset, Example
-from train.trainer import ACTIONS, VIDEO_TOKEN_TYPE, pool_clips, video_inputs, visual_rows
+from train.inputs import VIDEO_TOKEN_TYPE, video_inputs
+from train.vision_phase import ACTIONS, pool_clips, visual_rows
 
 ANSWER_OPENING = '{"action":"'
 

@@ -97,7 +97,7 @@ def test_examples_follow_the_runtime_sampling(dataset):
 
 
 def test_balancing_by_scenario_and_action_evens_out_each_group(dataset):
-    from train.trainer import balance_group, sample_weights
+    from train.batches import balance_group, sample_weights
 
     def group_mass(p, balance_by):
         mass: dict[tuple[str, ...], float] = {}
@@ -124,7 +124,8 @@ def test_balancing_by_scenario_and_action_evens_out_each_group(dataset):
 
 
 def test_decoder_seed_sets_phase_two_batch_order(dataset):
-    from train.trainer import TrainConfig, batch_plan
+    from train.batches import batch_plan
+    from train.config import TrainConfig
 
     plan = {seed: batch_plan(dataset, TrainConfig(seed=seed, steps=6)) for seed in (0, 1)}
     assert plan[0] != plan[1]
@@ -153,7 +154,7 @@ def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoin
     from edge.llm import LlamaModel
     from edge.manifest import load_bundle
     from sim.replay import ReplayOptions, replay_scene
-    from train.trainer import IGNORE, encode_example
+    from train.inputs import IGNORE, encode_example
 
     scene = next(s for s in dataset.scenes if s.scenario == "turn_right")
     index = dataset.scenes.index(scene)
@@ -192,7 +193,8 @@ def test_prompt_matches_a_lockstep_replay_of_the_runtime(dataset, tiny_checkpoin
 
 def _short_run(dataset, tmp_path, seed: int, log=None, **overrides):
     from export.tiny import make_tiny_checkpoint
-    from train.trainer import TrainConfig, load_start_model, train_model
+    from train.config import TrainConfig
+    from train.trainer import load_start_model, train_model
 
     init = tmp_path / f"init{seed}"
     if not (init / "config.json").is_file():
@@ -273,7 +275,7 @@ def test_train_command_line_maps_onto_train_config():
     """Every tuning option reaches TrainConfig under its own name; options left out keep its defaults."""
     from edge_cli.main import build_parser
     from train.cli import _CONFIG_OPTIONS, config_from_args
-    from train.trainer import TrainConfig
+    from train.config import TrainConfig
 
     parser = build_parser()
     defaults = config_from_args(parser.parse_args(["train", "--scenes", "s", "--out", "o"]))
@@ -310,16 +312,10 @@ def test_cost_options_give_the_same_loss_and_gradients(dataset, tmp_path):
     import torch
 
     from export.tiny import make_tiny_checkpoint
-    from train.trainer import (
-        IGNORE,
-        MatmulPatchEmbed,
-        collate,
-        encode_example,
-        load_start_model,
-        prefix_shared_forward,
-        shared_prompt_prefix,
-        weighted_answer_loss,
-    )
+    from train.decoder_phase import weighted_answer_loss
+    from train.inputs import IGNORE, collate, encode_example
+    from train.speedups import MatmulPatchEmbed, prefix_shared_forward, shared_prompt_prefix
+    from train.trainer import load_start_model
 
     init = make_tiny_checkpoint(tmp_path / "init", seed=0)
     tokenizer, model = load_start_model(init, "eager")
@@ -375,7 +371,8 @@ def test_aux_positive_weights_favour_rare_labels(dataset):
     distribution, are 1 for a label half the clips carry, and are off at aux_balance 0."""
     import numpy as np
 
-    from train.trainer import aux_pos_weight, aux_targets, sample_weights
+    from train.batches import sample_weights
+    from train.vision_phase import aux_pos_weight, aux_targets
 
     p = sample_weights(dataset, 1.0)
     assert aux_pos_weight(dataset, p, 0.0) is None
@@ -429,7 +426,9 @@ def test_warm_start_trains_the_decoder_and_mergers_and_keeps_the_tower_blocks(da
     import torch
 
     from export.tiny import make_tiny_checkpoint
-    from train.trainer import TrainConfig, load_start_model, train_model, warm_start_record
+    from train.config import TrainConfig
+    from train.provenance import warm_start_record
+    from train.trainer import load_start_model, train_model
 
     start = make_tiny_checkpoint(tmp_path / "start", seed=1)
     tokenizer, model = load_start_model(start, "eager")

@@ -13,10 +13,10 @@ pytest.importorskip("torch")
 
 from edge.grammar import parse_advice
 from edge.messages import MetaAction
+from train.batches import balance_group, sample_weights
 from train.dataset import DatasetError, load_dataset
 from train.mirror import LANE_EDGE, expand_scenarios, mirrored_prompt, swap_sides, with_mirrored_clips
 from train.targets import END_OF_TURN
-from train.trainer import balance_group, sample_weights
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,9 @@ def test_training_records_the_mirrored_clips(dataset, tmp_path: Path):
     """A whole (tiny) `edge train` run with --mirror: training.json says what was mirrored."""
     import json
 
-    from train.trainer import TRAINING_JSON, TrainConfig, train
+    from train.config import TrainConfig
+    from train.provenance import TRAINING_JSON
+    from train.trainer import train
 
     root = Path(dataset.scenes[0].folder).parent
     config = TrainConfig(steps=1, batch_size=2, vision_steps=1, vision_batch_size=2, warmup_steps=1,
