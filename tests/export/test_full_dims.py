@@ -4,8 +4,8 @@ Every text tensor has its real width (hidden 2048, 32 query / 4 KV heads of 128,
 8 active, the real vocabulary of 151936 rows, 3 DeepStack levels: visual rows 8192 wide); 4 layers
 (the fewest llama.cpp takes with 3 DeepStack levels) and 8 experts instead of 128 keep it to a
 1.6 GiB checkpoint. The full 128-expert figures are measured by `python -m export.bench_full_dims`
-(docs/DEPLOY.md). Needs ~7.5 GiB of RAM at its peak (transformers' fp32 reference beside the f32
-GGUF), so it skips on smaller machines.
+(docs/DEPLOY.md). Needs ~5.5 GiB of RAM at its peak (transformers' fp32 reference, freed before the
+f32 GGUF is loaded), and skips on machines with less free memory than NEEDED_GIB.
 """
 
 from __future__ import annotations

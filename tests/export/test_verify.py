@@ -117,6 +117,27 @@ def test_wrong_positions_are_caught(tiny_bundle, tiny_checkpoint):
         assert cosine(ctx.logits(), ref_logits) < 0.99
 
 
+def test_reference_release_frees_every_weight(tiny_bundle, tiny_checkpoint):
+    """verify_bundle drops the fp32 reference before it loads the GGUF decoders (at the real widths
+    both together do not fit in RAM): after the reference has run, release() leaves no weight alive."""
+    import gc
+    import weakref
+
+    manifest, _ = load_bundle(tiny_bundle, verify_hashes=False)
+    p = manifest.profile
+    image = next(c for c in build_cases(manifest) if c.name == "image")
+    grid = [1, p.grid_h, p.grid_w]
+    ref = Reference(tiny_checkpoint)
+    ids, types = ref.ids(image, p.tokens_per_pair)
+    ref.visual_rows(image.pixel_values, grid)
+    ref.run(image, grid, ids, types, greedy_len=2)
+    weights = [weakref.ref(t) for t in ref.model.parameters()]
+    assert weights and all(w() is not None for w in weights)
+    ref.release()
+    gc.collect()
+    assert [w for w in weights if w() is not None] == []
+
+
 def test_patchify_matches_the_transformers_processor():
     """The verify inputs use the processor's patch layout (so ONNX and transformers see one image)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
