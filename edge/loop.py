@@ -30,6 +30,7 @@ from edge.llm.confidence import ConfidenceCalibration
 from edge.manifest import BundleManifest
 from edge.messages import (
     ActionAdvice,
+    AdapterChoice,
     AdapterSwitch,
     Advice,
     Feedback,
@@ -165,6 +166,8 @@ class AdviceLoop:
             nav_id=current_nav.nav_id if current_nav else None,
             inbound_rejected=rejected,
             events=self.telemetry.events(),
+            # The applied set, not a pending request: it changes with the advice that first uses it.
+            adapters=[AdapterChoice(name=n, scale=s) for n, s in self.parts.decoder.adapters.active],
         )
 
     def publish_status(self) -> Status:

@@ -19,11 +19,12 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-# 2 added ActionAdvice.confidence. Version 1 messages are still accepted on receipt (a version 1
-# advice simply has no confidence; nav and feedback did not change), so planners and navigation
-# units can move to version 2 at their own pace; the runtime publishes version 2.
-SCHEMA_VERSION: Literal[2] = 2
-ACCEPTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+# 2 added ActionAdvice.confidence; 3 added the LoRA adapters: ActionAdvice.adapters, Status.adapters
+# and the inbound `adapter` topic. Older messages are still accepted on receipt (a version 1 advice
+# has no confidence, an older advice or status names no adapters; nav and feedback did not change),
+# so planners and navigation units can move at their own pace; the runtime publishes version 3.
+SCHEMA_VERSION: Literal[3] = 3
+ACCEPTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 
 TOPIC_ADVICE = "advice"
 TOPIC_STATUS = "status"
@@ -163,7 +164,7 @@ class StageTimings(_Strict):
 class WireMessage(_Strict):
     TOPIC: ClassVar[str] = ""
 
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     seq: int = Field(default=0, ge=0, description="Per-topic sequence number; gaps reveal loss.")
     mono_ns: int = Field(default=0, ge=0, description="Sender's CLOCK_MONOTONIC at publish.")
     wall_ns: int = Field(default=0, ge=0, description="Sender's wall clock (UTC epoch) at publish.")
@@ -262,6 +263,10 @@ class Status(WireMessage):
     nav_id: NavId | None = None
     inbound_rejected: dict[str, int] = Field(default_factory=dict)
     events: list[StatusEvent] = Field(default_factory=list, max_length=MAX_STATUS_EVENTS)
+    adapters: list[AdapterChoice] = Field(
+        default_factory=list, max_length=MAX_ADAPTERS,
+        description="The decoder's LoRA adapters in use (name, scale): those the latest advice was made with. An "
+                    "accepted switch shows here from the cycle that applies it; empty: the base model.")
 
 
 MESSAGE_TYPES: dict[str, type[WireMessage]] = {

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from edge.budgets import degrade_policy
-from edge.bus import Publisher
+from edge.bus import CurveKeys, Publisher, Subscriber, load_public_key, make_keypair
 from edge.capture import VideoFileStepper
 from edge.config import load_config
 from edge.feeds import SimClock, SteppedFeed
 from edge.manifest import MANIFEST_FILENAME, sha256_file
-from edge.messages import AdapterChoice, AdapterSwitch
+from edge.messages import TOPIC_STATUS, AdapterChoice, AdapterSwitch, Status
 from edge.runtime import load_model_parts, running_loop
 
 pytest.importorskip("peft")
@@ -106,6 +106,79 @@ def test_switch_over_the_socket_between_cycles_names_the_adapter(adapted_bundle,
     assert [a.adapters for a in advice] == [[], [], ["snow"], ["snow"]]
     assert [a.seq for a in advice] == [0, 1, 2, 3] and all(a.advice is not None for a in advice)
     assert any(e.kind == "adapter_switch" for e in status.events)
+
+
+def _status_off_the_wire(loop, listener: Subscriber) -> Status:
+    """The next heartbeat as a planner receives it (published now, read from the socket)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        loop.publish_status()
+        got = listener.receive(timeout_ms=100)
+        if got is not None:
+            while (more := listener.receive(timeout_ms=20)) is not None:  # the newest one
+                got = more
+            assert isinstance(got.message, Status)
+            return got.message
+    raise AssertionError("no status heartbeat received")
+
+
+def _send_until_taken(loop, sender: Publisher, message: AdapterSwitch, seconds: float) -> bool:
+    """Publish `message` from `sender` while the loop polls its inbound socket; True once one arrived."""
+    before = loop.parts.nav_in.received.get("adapter", 0)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sender.publish(message)
+        time.sleep(0.05)
+        loop.poll_nav()
+        if loop.parts.nav_in.received.get("adapter", 0) > before:
+            return True
+    return False
+
+
+def test_status_names_the_adapters_in_use_and_only_allowed_clients_switch_them(adapted_bundle, drive_videos,
+                                                                              tmp_path):
+    """CURVE on: a client whose key is not in the allow-list cannot switch the adapter; an allowed one
+    can. The status heartbeat, read off the wire, names the set in use (name and scale) and changes
+    with the first advice made under the switch, not when the switch is requested."""
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    allowed.mkdir()
+    for name in ["runtime", "planner", "intruder"]:
+        make_keypair(keys, name)
+    (allowed / "planner.key").write_bytes((keys / "planner.key").read_bytes())
+    config = config_for(adapted_bundle, "decoder.lora=[{name='fog', scale=1.0}]", "bus.curve.enabled=true",
+                        f"bus.curve.server_secret_key_file={str(keys / 'runtime.key_secret')!r}",
+                        f"bus.curve.authorized_clients_dir={str(allowed)!r}")
+    server_public = load_public_key(keys / "runtime.key")
+
+    def client(name: str) -> dict:
+        return {"curve_keys": CurveKeys.load(keys / f"{name}.key_secret"), "curve_server_public": server_public}
+
+    clock = SimClock()
+    feed = SteppedFeed(VideoFileStepper(drive_videos[0], loop=True), clock, 500, 4)
+    to_snow = AdapterSwitch(adapters=[AdapterChoice(name="snow", scale=0.5)])
+    with running_loop(config, feed=feed, clock=clock, enforce_deadlines=False) as loop:
+        listener = Subscriber(loop.parts.publisher.endpoint, [TOPIC_STATUS], **client("planner"))
+        intruder = Publisher(loop.parts.nav_in.endpoint, bind=False, **client("intruder"))
+        planner = Publisher(loop.parts.nav_in.endpoint, bind=False, **client("planner"))
+        try:
+            advice = [loop.run_cycle(loop.next_clip()).advice]
+            status_at_start = _status_off_the_wire(loop, listener)
+            intruder_taken = _send_until_taken(loop, intruder, to_snow, seconds=2)
+            advice.append(loop.run_cycle(loop.next_clip()).advice)
+            planner_taken = _send_until_taken(loop, planner, to_snow, seconds=5)
+            status_before_the_cycle = _status_off_the_wire(loop, listener)
+            advice.append(loop.run_cycle(loop.next_clip()).advice)
+            status_after = _status_off_the_wire(loop, listener)
+        finally:
+            for socket in (listener, intruder, planner):
+                socket.close()
+    assert not intruder_taken and planner_taken
+    assert [a.adapters for a in advice] == [["fog"], ["fog"], ["snow"]]
+    assert status_at_start.adapters == status_before_the_cycle.adapters == [AdapterChoice(name="fog", scale=1.0)]
+    assert status_after.adapters == [AdapterChoice(name="snow", scale=0.5)]
+    assert status_after.schema_version == 3
+    counts = {e.kind: e.count for e in status_after.events}
+    assert counts.get("adapter_switch") == 1 and "adapter_refused" not in counts
 
 
 def _refusal(bundle: Path, tmp_path: Path, break_it) -> tuple[bool, list[str], str]:
