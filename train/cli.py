@@ -28,7 +28,7 @@ def _to_stderr(line: str) -> None:
 _CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "warmup_steps",
                    "balance",
                    "balance_by", "mirror_draws", "action_balance", "aux_balance", "train_mergers", "experts_implementation",
-                   "threads")
+                   "threads", "unfreeze_vision_blocks", "vision_lr_scale")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -297,7 +297,8 @@ def register(subparsers) -> None:
                        help="warm start: fine-tune this trained checkpoint (its vision blocks stay frozen)")
     train.add_argument("--real", type=Path, default=None,
                        help="also train on the labelled recordings of this folder whose clips.json split is "
-                            "'train' (as recorded, mirrored and with emulated dusk/night exposure; data/drive)")
+                            "'train', in every look of sim.real_labels.LOOKS (as recorded, mirrored, emulated "
+                            "dusk/night/rain, dashboard, zoomed, four random cameras; data/drive)")
     train.add_argument("--vision-steps", type=int, help="phase 1: vision tower + auxiliary head steps")
     train.add_argument("--steps", type=int, help="phase 2: whole-model teacher-forcing steps")
     train.add_argument("--batch-size", type=int)
@@ -321,6 +322,10 @@ def register(subparsers) -> None:
     train.add_argument("--train-mergers", action=argparse.BooleanOptionalAction, default=None,
                        help="phase 2: also train the vision tower's output mergers (per-row MLPs; the tower's "
                             "blocks stay frozen)")
+    train.add_argument("--unfreeze-vision-blocks", type=int, metavar="N",
+                       help="phase 2: also train the vision tower's last N blocks (the others stay frozen)")
+    train.add_argument("--vision-lr-scale", type=float,
+                       help="phase 2: the vision tower's learning rate (mergers, unfrozen blocks) as a multiple of --lr")
     train.add_argument("--experts-implementation", choices=["eager", "grouped_mm"],
                        help="how transformers runs the MoE experts: the same function; grouped_mm makes a "
                             "decoder step ~20%% cheaper on the CPU (the shipped model was trained with eager)")

@@ -87,6 +87,9 @@ class TrainConfig:
     # Phase 2 also trains the tower's output mergers, so the decoder's gradient shapes what each
     # visual row carries.
     train_mergers: bool = True
+    # Phase 2 also trains the tower's last N blocks (at lr * vision_lr_scale) while the rest stays frozen:
+    # lets a fine-tune on recorded drives move what the tower sees on real frames, not only how it is read.
+    unfreeze_vision_blocks: int = 0
     # MoE experts: "eager" loops over them, "grouped_mm" runs one grouped matmul (the same function,
     # faster); "eager" keeps the shipped model's recorded command reproducible.
     experts_implementation: str = "eager"
@@ -515,6 +518,9 @@ def _optimise(model, tokenizer, dataset: ClipDataset, config: TrainConfig, progr
         if config.train_mergers:
             for module in (model.model.visual.merger, *model.model.visual.deepstack_merger_list):
                 module.requires_grad_(True)
+        if config.unfreeze_vision_blocks > 0:
+            for block in model.model.visual.blocks[-config.unfreeze_vision_blocks:]:
+                block.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
     if config.aux_weight > 0 and not frozen:
         capture = VisionCapture(model.model.visual)
