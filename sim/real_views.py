@@ -72,7 +72,7 @@ class View:
                 poly[:, 0] = w - 1 - poly[:, 0]
             cv2.fillPoly(out, [poly], (float(level),) * 3)
         if self.noise > 0:
-            out += rng.normal(0.0, self.noise * 255.0, size=out.shape).astype(np.float32)
+            out += rng.standard_normal(size=out.shape, dtype=np.float32) * np.float32(self.noise * 255.0)
         return np.clip(out, 0, 255).astype(np.uint8)
 
 
