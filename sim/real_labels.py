@@ -178,6 +178,8 @@ LOOKS = {
     "zoomed": _zoomed,
     "rain_emulated": _rainy,
 }
+# What `edge train --real` draws by default: the looks the shipped model (R2) was trained with.
+TRAINING_LOOKS = tuple(LOOKS)
 # Random cameras (sim.real_views): each is drawn once per clip, from the clip's name and the look's.
 RANDOM_VIEWS = tuple(f"random_view_{i}" for i in range(4))
 LOOKS.update({name: RandomView() for name in RANDOM_VIEWS})
@@ -215,10 +217,13 @@ def write_look(video: Path, out: Path, look: str, seed: int = 0) -> Path:
     return out
 
 
-def training_scenes(clips: list[RealClip], out: Path | str, looks: tuple[str, ...] = tuple(LOOKS)) -> Path:
+def training_scenes(clips: list[RealClip], out: Path | str, looks: tuple[str, ...] = TRAINING_LOOKS) -> Path:
     """Scene folders (video.mp4 + labels.jsonl + scene.json) for `edge train`, one per clip and
     look; each (clip, look) is a scenario of its own, so batch balancing gives each its draws."""
     out = Path(out)
+    unknown = sorted(set(looks) - set(LOOKS))
+    if unknown:
+        raise RealLabelsError(f"unknown look(s) {unknown}; known: {sorted(LOOKS)}")
     for clip in clips:
         windows = load_clip_labels(clip)
         for look in looks:

@@ -73,16 +73,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         render_recipe(chosen, args.scenes, progress=None if args.no_progress else _to_stderr)
         recipe = chosen.to_json()
     if args.real is not None:
-        from sim.real_labels import RealLabelsError, find_real_clips, training_scenes
+        from sim.real_labels import LOOKS, TRAINING_LOOKS, RealLabelsError, find_real_clips, training_scenes
 
+        wanted = [x for value in args.real_looks or [] for x in value.split(",") if x]
+        looks = tuple(LOOKS) if wanted == ["all"] else tuple(wanted) or TRAINING_LOOKS
         try:
             clips = find_real_clips(args.real, split="train")
-            training_scenes(clips, Path(args.scenes) / "real")
+            training_scenes(clips, Path(args.scenes) / "real", looks=looks)
         except RealLabelsError as exc:
             print(f"edge train: {exc}", file=sys.stderr)
             return 2
         recipe = {**(recipe or {}), "real": {"folder": str(args.real), "clips": [c.name for c in clips],
-                                             "looks": "sim.real_labels.LOOKS"}}
+                                             "looks": list(looks)}}
     # The command as typed (from the subcommand on), for training.json; None when called from Python.
     command = ["edge", *sys.argv[sys.argv.index("train"):]] if "train" in sys.argv[1:] else None
     try:
@@ -297,8 +299,10 @@ def register(subparsers) -> None:
                        help="warm start: fine-tune this trained checkpoint (its vision blocks stay frozen)")
     train.add_argument("--real", type=Path, default=None,
                        help="also train on the labelled recordings of this folder whose clips.json split is "
-                            "'train', in every look of sim.real_labels.LOOKS (as recorded, mirrored, emulated "
-                            "dusk/night/rain, dashboard, zoomed, four random cameras; data/drive)")
+                            "'train' (as recorded, mirrored, emulated dusk/night/rain, dashboard, zoomed; data/drive)")
+    train.add_argument("--real-looks", action="append", metavar="LOOK[,LOOK]",
+                       help="with --real: the looks to train on instead (sim.real_labels.LOOKS, e.g. "
+                            "random_view_0..random_view_3: random cameras), or 'all'")
     train.add_argument("--vision-steps", type=int, help="phase 1: vision tower + auxiliary head steps")
     train.add_argument("--steps", type=int, help="phase 2: whole-model teacher-forcing steps")
     train.add_argument("--batch-size", type=int)

@@ -13,6 +13,7 @@ import pytest
 from sim.real_labels import (
     LOOKS,
     RANDOM_VIEWS,
+    TRAINING_LOOKS,
     RealClip,
     RealLabelsError,
     find_real_clips,
@@ -123,6 +124,9 @@ def test_a_random_view_is_one_camera_per_video_and_another_per_clip(tmp_path):
     assert np.array_equal(quiet.apply(frame, rng), quiet.apply(frame, rng))
     out = view.apply(frame, rng)
     assert out.shape == frame.shape and out.dtype == np.uint8 and not np.array_equal(out, frame)
+    assert not set(RANDOM_VIEWS) & set(TRAINING_LOOKS)  # the shipped recipe's looks stay as they were
+    with pytest.raises(RealLabelsError, match="unknown look"):
+        training_scenes([], tmp_path / "none", looks=("sepia",))
     with pytest.raises(TypeError, match="per video"):
         LOOKS[RANDOM_VIEWS[0]](frame, rng)
     source = write_video(tmp_path / "s.mp4", frames=12)
