@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from sim.labels import LabelWindow, SidecarError, load_labels
+from sim.real_views import RandomView, Transform
 
 LABELS_SUFFIX = ".labels.jsonl"
 CLIPS_JSON = "clips.json"
@@ -176,14 +178,26 @@ LOOKS = {
     "zoomed": _zoomed,
     "rain_emulated": _rainy,
 }
+# What `edge train --real` draws by default: the looks the shipped model (R2) was trained with.
+TRAINING_LOOKS = tuple(LOOKS)
+# Random cameras (sim.real_views): each is drawn once per clip, from the clip's name and the look's.
+RANDOM_VIEWS = tuple(f"random_view_{i}" for i in range(4))
+LOOKS.update({name: RandomView() for name in RANDOM_VIEWS})
+
+
+def look_seed(clip_name: str, look: str) -> int:
+    """The seed a training look of a clip is written with: 0 for the fixed looks (their noise and drops
+    as before), per clip and look for the random views, so every clip gets cameras of its own."""
+    return zlib.crc32(f"{clip_name}/{look}".encode()) if look in RANDOM_VIEWS else 0
 
 
 def write_look(video: Path, out: Path, look: str, seed: int = 0) -> Path:
     """`video` re-encoded with one of LOOKS applied to every frame (same frame count and rate)."""
     import cv2
 
-    transform = LOOKS[look]
+    look_fn = LOOKS[look]
     rng = np.random.default_rng(seed)
+    transform: Transform = look_fn.for_video(rng) if isinstance(look_fn, RandomView) else look_fn
     cap = cv2.VideoCapture(str(video))
     fps = cap.get(cv2.CAP_PROP_FPS)
     writer = None
@@ -203,17 +217,20 @@ def write_look(video: Path, out: Path, look: str, seed: int = 0) -> Path:
     return out
 
 
-def training_scenes(clips: list[RealClip], out: Path | str, looks: tuple[str, ...] = tuple(LOOKS)) -> Path:
+def training_scenes(clips: list[RealClip], out: Path | str, looks: tuple[str, ...] = TRAINING_LOOKS) -> Path:
     """Scene folders (video.mp4 + labels.jsonl + scene.json) for `edge train`, one per clip and
     look; each (clip, look) is a scenario of its own, so batch balancing gives each its draws."""
     out = Path(out)
+    unknown = sorted(set(looks) - set(LOOKS))
+    if unknown:
+        raise RealLabelsError(f"unknown look(s) {unknown}; known: {sorted(LOOKS)}")
     for clip in clips:
         windows = load_clip_labels(clip)
         for look in looks:
             folder = out / f"real_{clip.name}" / look
             if (folder / "scene.json").is_file():
                 continue
-            write_look(clip.video, folder / "video.mp4", look)
+            write_look(clip.video, folder / "video.mp4", look, seed=look_seed(clip.name, look))
             (folder / "labels.jsonl").write_text("".join(json.dumps(w.to_json()) + "\n" for w in windows))
             meta = {"scenario": f"real_{clip.name}_{look}", "seed": 0, "variant": clip.condition,
                     "source_video": clip.video.name, "look": look}

@@ -30,7 +30,7 @@ def _to_stderr(line: str) -> None:
 _CONFIG_OPTIONS = ("decoder_seed", "steps", "vision_steps", "batch_size", "vision_batch_size", "lr", "warmup_steps",
                    "balance",
                    "balance_by", "mirror_draws", "action_balance", "aux_balance", "train_mergers", "experts_implementation",
-                   "threads")
+                   "threads", "unfreeze_vision_blocks", "vision_lr_scale")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -75,16 +75,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         render_recipe(chosen, args.scenes, progress=None if args.no_progress else _to_stderr)
         recipe = chosen.to_json()
     if args.real is not None:
-        from sim.real_labels import RealLabelsError, find_real_clips, training_scenes
+        from sim.real_labels import LOOKS, TRAINING_LOOKS, RealLabelsError, find_real_clips, training_scenes
 
+        wanted = [x for value in args.real_looks or [] for x in value.split(",") if x]
+        looks = tuple(LOOKS) if wanted == ["all"] else tuple(wanted) or TRAINING_LOOKS
         try:
             clips = find_real_clips(args.real, split="train")
-            training_scenes(clips, Path(args.scenes) / "real")
+            training_scenes(clips, Path(args.scenes) / "real", looks=looks)
         except RealLabelsError as exc:
             print(f"edge train: {exc}", file=sys.stderr)
             return 2
         recipe = {**(recipe or {}), "real": {"folder": str(args.real), "clips": [c.name for c in clips],
-                                             "looks": "sim.real_labels.LOOKS"}}
+                                             "looks": list(looks)}}
     # The command as typed (from the subcommand on), for training.json; None when called from Python.
     command = ["edge", *sys.argv[sys.argv.index("train"):]] if "train" in sys.argv[1:] else None
     try:
@@ -307,7 +309,10 @@ def _register_train(subparsers) -> None:
                        help="warm start: fine-tune this trained checkpoint (its vision blocks stay frozen)")
     train.add_argument("--real", type=Path, default=None,
                        help="also train on the labelled recordings of this folder whose clips.json split is "
-                            "'train' (as recorded, mirrored and with emulated dusk/night exposure; data/drive)")
+                            "'train' (as recorded, mirrored, emulated dusk/night/rain, dashboard, zoomed; data/drive)")
+    train.add_argument("--real-looks", action="append", metavar="LOOK[,LOOK]",
+                       help="with --real: the looks to train on instead (sim.real_labels.LOOKS, e.g. "
+                            "random_view_0..random_view_3: random cameras), or 'all'")
     train.add_argument("--vision-steps", type=int, help="phase 1: vision tower + auxiliary head steps")
     train.add_argument("--steps", type=int, help="phase 2: whole-model teacher-forcing steps")
     train.add_argument("--batch-size", type=int)
@@ -331,6 +336,10 @@ def _register_train(subparsers) -> None:
     train.add_argument("--train-mergers", action=argparse.BooleanOptionalAction, default=None,
                        help="phase 2: also train the vision tower's output mergers (per-row MLPs; the tower's "
                             "blocks stay frozen)")
+    train.add_argument("--unfreeze-vision-blocks", type=int, metavar="N",
+                       help="phase 2: also train the vision tower's last N blocks (the others stay frozen)")
+    train.add_argument("--vision-lr-scale", type=float,
+                       help="phase 2: the vision tower's learning rate (mergers, unfrozen blocks) as a multiple of --lr")
     train.add_argument("--experts-implementation", choices=["eager", "grouped_mm"],
                        help="how transformers runs the MoE experts: the same function; grouped_mm makes a "
                             "decoder step ~20%% cheaper on the CPU (the shipped model was trained with eager)")

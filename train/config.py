@@ -54,6 +54,9 @@ class TrainConfig:
     # Phase 2 also trains the tower's output mergers, so the decoder's gradient shapes what each
     # visual row carries.
     train_mergers: bool = True
+    # Phase 2 also trains the tower's last N blocks (at lr * vision_lr_scale) while the rest stays frozen:
+    # lets a fine-tune on recorded drives move what the tower sees on real frames, not only how it is read.
+    unfreeze_vision_blocks: int = 0
     # MoE experts: "eager" loops over them, "grouped_mm" runs one grouped matmul (the same function,
     # faster); "eager" keeps the shipped model's recorded command reproducible.
     experts_implementation: str = "eager"

@@ -36,6 +36,9 @@ def freeze_vision(model, config: TrainConfig) -> bool:
         if config.train_mergers:
             for module in (model.model.visual.merger, *model.model.visual.deepstack_merger_list):
                 module.requires_grad_(True)
+        if config.unfreeze_vision_blocks > 0:
+            for block in model.model.visual.blocks[-config.unfreeze_vision_blocks:]:
+                block.requires_grad_(True)
     return frozen
 
 

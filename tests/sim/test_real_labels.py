@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -10,10 +11,14 @@ import numpy as np
 import pytest
 
 from sim.real_labels import (
+    LOOKS,
+    RANDOM_VIEWS,
+    TRAINING_LOOKS,
     RealClip,
     RealLabelsError,
     find_real_clips,
     load_clip_labels,
+    look_seed,
     training_scenes,
     video_duration_ms,
     write_look,
@@ -101,3 +106,29 @@ def test_foreign_videos_come_with_labels_that_fit_them(tmp_path):
     assert {c.condition for c in clips} == {"black", "noise", "test_pattern", "frozen"}
     for clip in clips:
         assert load_clip_labels(clip)[0].hazards == ()
+
+
+def test_a_random_view_is_one_camera_per_video_and_another_per_clip(tmp_path):
+    """A random view keeps its camera over the frames of a video (only the noise is per frame), is
+    the same camera when drawn again, and differs between clips and between views."""
+    from sim.real_views import draw_view
+
+    assert len({look_seed("a", RANDOM_VIEWS[0]), look_seed("b", RANDOM_VIEWS[0]), look_seed("b", RANDOM_VIEWS[1])}) == 3
+    assert look_seed("a", "mirrored") == 0
+    view = draw_view(np.random.default_rng(look_seed("a", RANDOM_VIEWS[0])))
+    assert view == draw_view(np.random.default_rng(look_seed("a", RANDOM_VIEWS[0])))
+    assert view != draw_view(np.random.default_rng(look_seed("b", RANDOM_VIEWS[0])))
+    frame = np.random.default_rng(1).integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    quiet = dataclasses.replace(view, noise=0.0)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(quiet.apply(frame, rng), quiet.apply(frame, rng))
+    out = view.apply(frame, rng)
+    assert out.shape == frame.shape and out.dtype == np.uint8 and not np.array_equal(out, frame)
+    assert not set(RANDOM_VIEWS) & set(TRAINING_LOOKS)  # the shipped recipe's looks stay as they were
+    with pytest.raises(RealLabelsError, match="unknown look"):
+        training_scenes([], tmp_path / "none", looks=("sepia",))
+    with pytest.raises(TypeError, match="per video"):
+        LOOKS[RANDOM_VIEWS[0]](frame, rng)
+    source = write_video(tmp_path / "s.mp4", frames=12)
+    written = write_look(source, tmp_path / "v.mp4", RANDOM_VIEWS[0], seed=3)
+    assert video_duration_ms(written) == pytest.approx(video_duration_ms(source))

@@ -285,7 +285,8 @@ def test_train_command_line_maps_onto_train_config():
                               "--vision-steps", "90", "--batch-size", "4", "--vision-batch-size", "12", "--lr", "0.01",
                               "--balance", "0.5", "--balance-by", "action", "--action-balance", "0.25",
                               "--aux-balance", "0", "--experts-implementation", "grouped_mm", "--threads", "1",
-                              "--minutes", "9", "--no-train-mergers"])
+                              "--minutes", "9", "--no-train-mergers", "--unfreeze-vision-blocks", "2",
+                              "--vision-lr-scale", "0.2"])
     config = config_from_args(args)
     assert config.decoder_seed == 4
     assert (config.seed, config.steps, config.vision_steps, config.batch_size, config.vision_batch_size, config.lr,
@@ -293,6 +294,7 @@ def test_train_command_line_maps_onto_train_config():
             config.max_minutes, config.experts_implementation) == (3, 280, 90, 4, 12, 0.01, 0.5, "action", 0.25, 0.0,
                                                                    1, 9.0, "grouped_mm")
     assert config.train_mergers is False
+    assert (config.unfreeze_vision_blocks, config.vision_lr_scale) == (2, 0.2)
     assert config_from_args(parser.parse_args(["train", "--scenes", "s", "--out", "o", "--train-mergers"])).train_mergers
     assert set(_CONFIG_OPTIONS) <= set(TrainConfig.__dataclass_fields__)
 
@@ -446,3 +448,30 @@ def test_warm_start_trains_the_decoder_and_mergers_and_keeps_the_tower_blocks(da
     assert record["checkpoint"] == str(start) and len(record["weights_sha256"]) == 64
     with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
         warm_start_record(tmp_path)
+
+
+def test_unfreezing_the_last_vision_blocks_trains_them_and_keeps_the_earlier_ones(dataset, tmp_path):
+    """`--unfreeze-vision-blocks N` on a fine-tune: the tower's last N blocks move, the earlier blocks and
+    the patch embedding stay as the start checkpoint has them."""
+    import dataclasses
+
+    import torch
+
+    from export.tiny import make_tiny_checkpoint
+    from train.config import TrainConfig
+    from train.trainer import load_start_model, train_model
+
+    start = make_tiny_checkpoint(tmp_path / "start", seed=1)
+    tokenizer, model = load_start_model(start, "eager")
+    before = {k: v.clone() for k, v in model.model.visual.state_dict().items()}
+    depth = len(model.model.visual.blocks)
+    small = dataclasses.replace(dataset, examples=dataset.examples[-4:], _frames={})
+    config = TrainConfig(seed=0, steps=2, batch_size=1, lr=2e-3, warmup_steps=1, balance=0.0, vision_steps=0,
+                         init_checkpoint=str(start), unfreeze_vision_blocks=1, vision_lr_scale=0.5)
+    train_model(model, tokenizer, small, config, progress=False)
+    after = model.model.visual.state_dict()
+    last = f"blocks.{depth - 1}."
+    assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith(last))
+    kept = [k for k in after if k.startswith(("blocks.", "patch_embed.", "pos_embed")) and not k.startswith(last)]
+    assert kept and all(torch.equal(before[k], after[k]) for k in kept)
+    assert all(p.requires_grad for p in model.model.visual.parameters())
