@@ -87,16 +87,24 @@ def draw_view(rng: np.random.Generator) -> View:
         pillar = ("left" if rng.random() < 0.5 else "right", float(rng.uniform(0.06, 0.35)),
                   float(rng.uniform(0.0, 0.12)), int(rng.integers(8, 70)))
     hood = (float(1.0 - rng.uniform(0.08, 0.28)), float(rng.uniform(0.1, 0.5))) if rng.random() < 0.5 else None
+    # The draw order is part of the contract: a (clip, look) seed names the same camera every time.
+    mirror = bool(rng.random() < 0.5)
+    roll_deg = float(rng.uniform(-4.0, 4.0))
+    gain = float(math.exp(rng.uniform(math.log(0.55), math.log(1.35))))
+    gamma = float(rng.uniform(0.75, 1.35))
+    contrast = float(rng.uniform(0.65, 1.2))
+    saturation = float(rng.uniform(0.4, 1.3))
+    red, green, blue = rng.uniform(0.88, 1.12, size=3)
     return View(
-        mirror=bool(rng.random() < 0.5),
+        mirror=mirror,
         zoom=zoom,
         centre=centre,
-        roll_deg=float(rng.uniform(-4.0, 4.0)),
-        gain=float(math.exp(rng.uniform(math.log(0.55), math.log(1.35)))),
-        gamma=float(rng.uniform(0.75, 1.35)),
-        contrast=float(rng.uniform(0.65, 1.2)),
-        saturation=float(rng.uniform(0.4, 1.3)),
-        channel_gains=tuple(float(g) for g in rng.uniform(0.88, 1.12, size=3)),  # type: ignore[arg-type]
+        roll_deg=roll_deg,
+        gain=gain,
+        gamma=gamma,
+        contrast=contrast,
+        saturation=saturation,
+        channel_gains=(float(red), float(green), float(blue)),
         blur_sigma=0.0 if rng.random() < 0.4 else float(rng.uniform(0.6, 2.5)),
         noise=float(rng.uniform(0.0, 0.035)),
         pillar=pillar,

@@ -53,7 +53,7 @@ def base_weights_sha256(base: Path) -> str:
 
 
 def _trainer_config(config: LoraTrainConfig):
-    from train.trainer import TrainConfig
+    from train.config import TrainConfig
 
     return TrainConfig(seed=config.seed, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
                        warmup_steps=max(1, min(20, config.steps // 5)), threads=config.threads,
