@@ -193,6 +193,15 @@ class CaptureConfig(_Section):
     quota_bytes: int = Field(default=2 * 1024**3, ge=64 * 1024)
 
 
+class AdviceConfig(_Section):
+    """What happens between the decoder's decision and the planner (edge/confirm.py)."""
+
+    confirm_cycles: int = Field(
+        default=2, ge=1, le=4,
+        description="cycles in a row that must decide an alarm (stop, pull_over, yield, turn) or name a hazard "
+                    "before it is published; a first sighting is published as decelerate. 1: publish as decided")
+
+
 class RuntimeConfig(_Section):
     bundle: Path | None = None
     # Warn at load (log and status event) when the bundle's recorded driving agreement of the
@@ -202,6 +211,7 @@ class RuntimeConfig(_Section):
     budgets: BudgetConfig = Field(default_factory=BudgetConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+    advice: AdviceConfig = Field(default_factory=AdviceConfig)
     bus: BusConfig = Field(default_factory=BusConfig)
     nav: NavConfig = Field(default_factory=NavConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)

@@ -22,11 +22,13 @@ from edge.budgets import DegradeController, degrade_policy, over_budget
 from edge.bus import Publisher, Subscriber
 from edge.capture import CaptureState, Clip
 from edge.config import BudgetConfig, RuntimeConfig
+from edge.confirm import AlarmConfirmation
 from edge.cpus import pinned
 from edge.decoder import AdviceDecoder, DecodeResult
 from edge.drivelog import DriveTap
 from edge.feeds import ClipFeed, Clock, FeedHealth
 from edge.llm.confidence import ConfidenceCalibration
+from edge.llm.video import on_sampling_grid
 from edge.manifest import BundleManifest
 from edge.messages import (
     ActionAdvice,
@@ -105,6 +107,7 @@ class AdviceLoop:
         budgets = self.config.budgets
         self.degrade = DegradeController.from_budgets(budgets)
         self.nav = NavState(max_ttl_ms=self.config.nav.max_ttl_ms)
+        self.confirmation = AlarmConfirmation(self.config.advice.confirm_cycles)
         self.bundle_sha256 = self.parts.manifest.bundle_sha256()
         self._publish_lock = threading.Lock()
         self._stop = threading.Event()
@@ -314,7 +317,8 @@ class AdviceLoop:
             nav_line = nav_sentence(nav)
         except NavRefused:  # offer() already checks; this keeps a bug from reaching the prompt
             nav, nav_line = None, nav_sentence(None)
-        frame_times_s = [(ts - clip.t_mono_ns[0]) / 1e9 for ts in clip.t_mono_ns]
+        frame_times_s = on_sampling_grid([(ts - clip.t_mono_ns[0]) / 1e9 for ts in clip.t_mono_ns],
+                                         self.config.camera.interval_ms / 1000)
         with pinned(self._model_cpus):
             result = self.parts.decoder.decode(rows, frame_times_s, nav_line, policy, deadline, decode_budget_s)
         stages["prefill_ms"] = result.prefill_ms
@@ -359,6 +363,9 @@ class AdviceLoop:
         prompt_sha256: str = "",
         ood: OodCheck | None = None,
     ) -> CycleOutcome:
+        advice, held = self.confirmation.apply(advice)
+        if held:
+            reason = f"{reason}; {held}" if reason else held
         t = time.perf_counter()
         stages["total_ms"] = (t - started) * 1e3
         message = self._advice_message(clip, stages, verdict, reason, advice, level, nav, decode, ood, t)

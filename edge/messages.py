@@ -181,7 +181,9 @@ class ActionAdvice(WireMessage):
         default=None, ge=0.0, le=1.0,
         description="Calibrated probability that the advice's action is right: the decoder's probability of the "
                     "action over the actions the grammar allowed, mapped by the bundle's calibration; capped on "
-                    "out-of-domain input. Null without advice (and in version 1 messages).")
+                    "out-of-domain input. On a first sighting published as decelerate (verdict_reason "
+                    "'unconfirmed: ...') it is the decoder's confidence in the alarm held back. Null without "
+                    "advice (and in version 1 messages).")
     frames: list[FrameRef] = Field(max_length=MAX_CLIP_FRAMES)
     valid_until_mono_ns: int = Field(ge=0)
     valid_until_wall_ns: int = Field(ge=0)

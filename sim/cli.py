@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 
-def _seeds(text: str) -> list[int]:
+def seed_list(text: str) -> list[int]:
     """"3" -> [3]; "0:4" -> [0, 1, 2, 3]; "1,5,9" -> [1, 5, 9]."""
     try:
         if ":" in text:
@@ -34,7 +34,7 @@ def _add_scene(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the built-in scenarios and exit")
     p.add_argument("--scenario", help="built-in name, path to a .toml file, or 'all'")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--seeds", type=_seeds, help="several seeds (A:B or N,M,...); one sub-folder per seed")
+    p.add_argument("--seeds", type=seed_list, help="several seeds (A:B or N,M,...); one sub-folder per seed")
     p.add_argument("--variant", help="override the look: day, dusk, night, rain, or 'all'")
     p.add_argument("--duration", type=float, help="override the duration in seconds (later events are dropped)")
     p.add_argument("--fps", type=float, help="override the frame rate")

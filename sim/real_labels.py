@@ -45,6 +45,10 @@ class RealClip:
     name: str
     condition: str = "unknown"
     split: str = "validation"
+    # (start, end) seconds where actors rendered on a straight road fit the recording (sim.composite).
+    composite_window: tuple[float, float] | None = None
+    # (x, y) of the road's vanishing point as fractions of the frame (sim.composite lines actors up).
+    vanishing_point: tuple[float, float] | None = None
 
 
 def video_frames(video: Path) -> tuple[int, float]:
@@ -113,8 +117,11 @@ def find_real_clips(folder: Path | str, split: str | None = None) -> list[RealCl
         if not videos:
             raise RealLabelsError(f"{labels}: no video {name}.mp4 (or .avi/.mkv/.mov) beside it")
         info = meta.get(name, {})
+        window, vanishing = info.get("composite_window"), info.get("vanishing_point")
         clip = RealClip(videos[0], labels, name, str(info.get("condition", "unknown")),
-                        str(info.get("split", "validation")))
+                        str(info.get("split", "validation")),
+                        (float(window[0]), float(window[1])) if window else None,
+                        (float(vanishing[0]), float(vanishing[1])) if vanishing else None)
         if split is None or clip.split == split:
             clips.append(clip)
     if not clips:

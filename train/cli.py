@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from edge.commandline import add_bundle_option, add_command, add_precision_filter
+from sim.cli import seed_list
 
 
 def _to_stderr(line: str) -> None:
@@ -87,6 +88,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return 2
         recipe = {**(recipe or {}), "real": {"folder": str(args.real), "clips": [c.name for c in clips],
                                              "looks": list(looks)}}
+        if args.composite_seeds:
+            from sim.composite import composite_scenes
+
+            composite_scenes(clips, Path(args.scenes) / "composite", seeds=tuple(args.composite_seeds))
+            recipe["real"]["composite_seeds"] = list(args.composite_seeds)
     # The command as typed (from the subcommand on), for training.json; None when called from Python.
     command = ["edge", *sys.argv[sys.argv.index("train"):]] if "train" in sys.argv[1:] else None
     try:
@@ -140,7 +146,7 @@ def _cmd_eval_real(args: argparse.Namespace) -> int:
     try:
         report = evaluate_real(args.bundle, args.real, args.out, combos=args.precision,
                                split=None if args.split == "all" else args.split, emulate=emulate,
-                               progress=None if args.quiet else _to_stderr)
+                               progress=None if args.quiet else _to_stderr, confirm_cycles=args.confirm_cycles)
     except (BundleError, SidecarError, ValueError) as exc:
         print(f"edge eval: {exc}", file=sys.stderr)
         return 2
@@ -149,10 +155,12 @@ def _cmd_eval_real(args: argparse.Namespace) -> int:
         ece = figures["calibration"]["ece"]
         print(f"{name:16s} false alarms {figures['false_alarms']}/{figures['cycles']} cycles"
               + (f" ({rate:.1%})" if rate is not None else "")
+              + f"; unwarranted manoeuvres {figures['unwarranted_manoeuvres']}"
               + f"; out of domain {figures['out_of_domain_rate'] or 0:.1%}"
               + (f"; ECE {ece:.3f}" if ece is not None else ""))
         for cond, agg in figures["per_condition"].items():
-            print(f"  {cond:28s} {agg['false_alarms']}/{agg['cycles']}")
+            print(f"  {cond:28s} {agg['false_alarms']}/{agg['cycles']} false alarms, "
+                  f"{agg['unwarranted_manoeuvres']} unwarranted manoeuvres")
     if args.out is not None:
         print(f"report written to {args.out}")
     return 0
@@ -174,7 +182,7 @@ def _run_eval(args: argparse.Namespace) -> dict[str, float | None]:
             args.out.write_text(json.dumps(report, indent=2) + "\n")
     else:
         report = evaluate(args.bundle, args.scenes, args.out, combos=args.precision, max_scenes=args.max_scenes,
-                          progress=progress)
+                          progress=progress, confirm_cycles=args.confirm_cycles)
     print_eval_figures(report)
     if args.out is not None:
         print(f"report written to {args.out}")
@@ -313,6 +321,9 @@ def _register_train(subparsers) -> None:
     train.add_argument("--real-looks", action="append", metavar="LOOK[,LOOK]",
                        help="with --real: the looks to train on instead (sim.real_labels.LOOKS, e.g. "
                             "random_view_0..random_view_3: random cameras), or 'all'")
+    train.add_argument("--composite-seeds", type=seed_list, default=None, metavar="SEED[,SEED]",
+                       help="with --real: also train on the actor-driven scenarios rendered with these seeds "
+                            "and pasted onto the training recordings (sim.composite)")
     train.add_argument("--vision-steps", type=int, help="phase 1: vision tower + auxiliary head steps")
     train.add_argument("--steps", type=int, help="phase 2: whole-model teacher-forcing steps")
     train.add_argument("--batch-size", type=int)
@@ -372,6 +383,9 @@ def _register_eval(subparsers) -> None:
                          "false alarms per clip and condition, accuracy, calibration, out-of-domain rate")
     ev.add_argument("--split", default="validation", help="with --real: the clips.json split to replay "
                     "(train, validation, or all; default %(default)s; clips without an entry count as validation)")
+    ev.add_argument("--confirm-cycles", type=int, default=None, metavar="N",
+                    help="replay with this alarm confirmation (config advice.confirm_cycles; default: the runtime's, "
+                         "2); 1 scores the decoder's own decisions")
     ev.add_argument("--emulate", action="append", metavar="LOOK[,LOOK]",
                     help="with --real: also replay darkened copies of every clip (dusk, night: an exposure "
                          "transform, not real footage), reported as conditions of their own")

@@ -27,7 +27,7 @@ import numpy as np
 
 from edge.config import CameraConfig, NavConfig
 from edge.errors import EdgeError
-from edge.llm.video import frame_pair_timestamps
+from edge.llm.video import frame_pair_timestamps, on_sampling_grid
 from edge.manifest import CameraProfile, Normalization
 from edge.messages import MetaAction, NavInstruction
 from edge.nav import NavState, nav_sentence
@@ -253,7 +253,8 @@ def build_examples(scene_index: int, scene: Scene, fps: float, n_frames: int, sa
         if window is None:
             continue
         t0 = frame_time_ns(idx[0], fps)
-        frame_times_s = [(frame_time_ns(i, fps) - t0) / 1e9 for i in idx]
+        frame_times_s = on_sampling_grid([(frame_time_ns(i, fps) - t0) / 1e9 for i in idx],
+                                         sampling.interval_ms / 1000)
         stamps = frame_pair_timestamps(frame_times_s, profile.temporal_patch_size)
         # The first cycle of this phase: the earliest newest frame with a whole clip behind it.
         first_cycle_ms = newest_ms - math.floor((newest_ms - first_clip_ms) / sampling.interval_ms + 1e-9) * \

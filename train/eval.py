@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.config import build_config
 from edge.manifest import BundleManifest, load_bundle
 from sim.labels import LabelWindow, load_labels, window_at
 from train.dataset import Scene, find_scenes
@@ -228,6 +229,13 @@ def eval_report(manifest: BundleManifest, bundle_dir: Path, scenes: list[Scene],
     }
 
 
+def replay_overrides(confirm_cycles: int | None = None) -> list[str]:
+    """The runtime settings every evaluation replays with: ONNX Runtime for the encoder, and the
+    alarm confirmation the runtime runs (edge.confirm) unless `confirm_cycles` says otherwise
+    (1: score the decoder's own decisions)."""
+    return ["vision.backend='onnxruntime'", *([f"advice.confirm_cycles={confirm_cycles}"] if confirm_cycles else [])]
+
+
 def evaluate(
     bundle: Path | str | None,
     scenes_root: Path | str,
@@ -237,6 +245,7 @@ def evaluate(
     max_scenes: int | None = None,
     progress: Callable[[str], None] | None = print,
     keep_raw: bool = False,
+    confirm_cycles: int | None = None,
 ) -> dict:
     """Replay every scene under `scenes_root` per precision combination; write and return the report."""
     from edge.runtime import load_model_parts
@@ -255,7 +264,7 @@ def evaluate(
     runs: dict[str, list[SceneRun]] = {}
     for combo in chosen:
         config = replay_config(bundle_dir, vision_precision=combo.vision, decoder_quant=combo.decoder,
-                               overrides=["vision.backend='onnxruntime'"])
+                               overrides=replay_overrides(confirm_cycles))
         models = load_model_parts(config, verify_hashes=False)  # hashes were verified above
         try:
             runs[combo.name] = []
@@ -270,6 +279,7 @@ def evaluate(
             models.close()
 
     report = eval_report(manifest, bundle_dir, scenes, reference, runs, keep_raw)
+    report["confirm_cycles"] = build_config({}, replay_overrides(confirm_cycles)).advice.confirm_cycles
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(report, indent=2) + "\n")

@@ -5,7 +5,8 @@ lock-step through the runtime loop without navigation, once per precision combin
 cycle is judged against the label window of its newest frame (windows with source "unjudged" are
 skipped: a camera turned away, for example). Besides accuracy it counts **false alarms**: advice
 whose action is stop, pull_over, yield, turn_left or turn_right where the window does not accept
-it, or that names a hazard the window does not list (the hazards that are in view). Figures per
+it, or that names a hazard the window does not list (the hazards that are in view); and
+**unwarranted manoeuvres**: nudges and lane changes the window does not accept. Figures per
 clip, per condition (clips.json) and overall, with the confidence's calibration and the
 out-of-domain rate. `--emulate dusk,night` adds darkened copies of every clip (an exposure
 transform, sim.real_labels.LOOKS: not real dusk or night footage), reported as their own
@@ -20,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edge.config import build_config
+from edge.confirm import ALARM_ACTIONS as RUNTIME_ALARMS
 from edge.manifest import load_bundle
 from sim.labels import LabelWindow, window_at
 from sim.real_labels import RealClip, find_real_clips, load_clip_labels, write_look
@@ -31,10 +34,15 @@ from train.eval import (
     choose_combos,
     cycle_signals,
     judge_cycles,
+    replay_overrides,
     write_reliability_plots,
 )
 
-ALARM_ACTIONS = frozenset({"stop", "pull_over", "yield", "turn_left", "turn_right"})
+# The runtime's alarms (edge.confirm), as the action strings the replay reports.
+ALARM_ACTIONS = frozenset(a.value for a in RUNTIME_ALARMS)
+# Not alarms, but wrong on ordinary road where the labels do not accept them: a model that swerves
+# on every dark clip must show in the report even though it never raises an alarm.
+MANOEUVRE_ACTIONS = frozenset({"nudge_left", "nudge_right", "change_lane_left", "change_lane_right"})
 UNJUDGED = "unjudged"
 
 
@@ -55,15 +63,17 @@ def judged_windows(windows: list[LabelWindow]) -> list[LabelWindow]:
 
 
 def clip_figures(run: SceneRun, windows: list[LabelWindow], condition: str) -> dict:
-    alarms, judged = [], []
+    alarms, judged, manoeuvres = [], [], []
     for action, t_ms, sig in zip(run.actions, run.video_ms, run.signals, strict=True):
         window = window_at(windows, t_ms)
         if window is None or window.source == UNJUDGED:
             continue
         judged.append(window.accepts(action) if action != "no_advice" else False)
         alarms.append(action != "no_advice" and false_alarm(action, sig.hazards, window))
+        manoeuvres.append(action in MANOEUVRE_ACTIONS and not window.accepts(action))
     return {"condition": condition, "cycles": len(judged), "false_alarms": sum(alarms),
-            "false_alarm_rate": _rate(alarms), "accuracy": _rate(judged),
+            "false_alarm_rate": _rate(alarms), "unwarranted_manoeuvres": sum(manoeuvres),
+            "accuracy": _rate(judged),
             "actions": {a: run.actions.count(a) for a in sorted(set(run.actions))},
             "out_of_domain_rate": _rate([s.out_of_domain for s in run.signals]),
             "cycles_detail": [[round(t), a, s.confidence, s.out_of_domain, list(s.hazards)]
@@ -73,8 +83,11 @@ def clip_figures(run: SceneRun, windows: list[LabelWindow], condition: str) -> d
 def aggregate(per_clip: dict[str, dict]) -> dict:
     cycles = sum(c["cycles"] for c in per_clip.values())
     alarms = sum(c["false_alarms"] for c in per_clip.values())
+    correct = sum(c["accuracy"] * c["cycles"] for c in per_clip.values() if c["accuracy"] is not None)
     return {"clips": len(per_clip), "cycles": cycles, "false_alarms": alarms,
-            "false_alarm_rate": alarms / cycles if cycles else None}
+            "false_alarm_rate": alarms / cycles if cycles else None,
+            "unwarranted_manoeuvres": sum(c["unwarranted_manoeuvres"] for c in per_clip.values()),
+            "accuracy": correct / cycles if cycles else None}
 
 
 def emulated_clips(clips: list[RealClip], looks: list[str], folder: Path) -> list[RealClip]:
@@ -111,7 +124,7 @@ def _replay_clip(bundle_dir: Path, clip: RealClip, config, models) -> SceneRun:
 
 def evaluate_real(bundle: Path | str | None, folder: Path | str, out: Path | str | None = None, *,
                   combos: list[str] | None = None, split: str | None = "validation", emulate: list[str] | None = None,
-                  progress: Callable[[str], None] | None = print) -> dict:
+                  progress: Callable[[str], None] | None = print, confirm_cycles: int | None = None) -> dict:
     """Replay every labelled recording of `folder` (one split of clips.json; None: all) per
     precision combination; write and return the report."""
     from edge.benchreport import machine_info
@@ -133,12 +146,14 @@ def evaluate_real(bundle: Path | str | None, folder: Path | str, out: Path | str
             windows.update({c.name: load_clip_labels(c) for c in extra})
         report_precisions = {name: data for name, data in
                              _run_combos(bundle_dir, chosen, clips, windows, load_model_parts, replay_config,
-                                         progress).items()}
+                                         progress, replay_overrides(confirm_cycles)).items()}
     report = {
         "bench": "eval_real", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine_info(), "bundle": str(bundle_dir), "bundle_sha256": manifest.bundle_sha256(),
         "folder": str(folder), "split": split, "emulated": emulate or [], "reference": reference.name,
-        "false_alarm_actions": sorted(ALARM_ACTIONS), "precisions": report_precisions,
+        "false_alarm_actions": sorted(ALARM_ACTIONS),
+        "confirm_cycles": build_config({}, replay_overrides(confirm_cycles)).advice.confirm_cycles,
+        "precisions": report_precisions,
     }
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -148,11 +163,11 @@ def evaluate_real(bundle: Path | str | None, folder: Path | str, out: Path | str
 
 
 def _run_combos(bundle_dir, chosen: list[Combo], clips: list[RealClip], windows: dict, load_model_parts,
-                replay_config, progress) -> dict:
+                replay_config, progress, overrides: list[str]) -> dict:
     out = {}
     for combo in chosen:
         config = replay_config(bundle_dir, vision_precision=combo.vision, decoder_quant=combo.decoder,
-                               overrides=["vision.backend='onnxruntime'"])
+                               overrides=overrides)
         models = load_model_parts(config, verify_hashes=False)
         runs, per_clip = [], {}
         try:

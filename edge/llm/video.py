@@ -27,6 +27,19 @@ def frame_pair_timestamps(frame_times_s: Sequence[float], temporal_patch_size: i
     return [(times[i] + times[i + temporal_patch_size - 1]) / 2 for i in range(0, len(times), temporal_patch_size)]
 
 
+def on_sampling_grid(frame_times_s: Sequence[float], interval_s: float) -> list[float]:
+    """Frame times snapped to the grid the clip was sampled on (multiples of the interval).
+
+    A clip's samples are due every `interval_s`; the frame that serves a sample is the newest one
+    at that time, up to one frame period earlier (40 ms at 25 fps), and a live camera adds jitter.
+    At the timestamps' 0.1 s resolution that offset flips a pair's text between '<0.2 seconds>' and
+    '<0.3 seconds>' with the camera's frame rate, and the decoder's answer with it. The grid times
+    say what the clip is, four samples `interval_s` apart, whatever camera delivered it."""
+    if interval_s <= 0:
+        raise ValueError(f"the sampling interval must be positive, got {interval_s}")
+    return [round(float(t) / interval_s) * interval_s for t in frame_times_s]
+
+
 def timestamp_text(seconds: float) -> str:
     """The text Qwen3-VL puts before a frame pair, e.g. '<1.2 seconds>'."""
     return f"<{seconds:.1f} seconds>"

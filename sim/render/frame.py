@@ -91,7 +91,9 @@ class SceneRenderer:
         pitch = min(max(ego.a * self.height / 240.0, -8.0 * self.height / 360), 6.0 * self.height / 360)
         return Camera(ego.x, ego.z, ego.yaw, self.width, self.height, pitch)
 
-    def render(self, frame: FrameState) -> tuple[np.ndarray, list[Annotation]]:
+    def paint(self, frame: FrameState) -> tuple[Canvas, list[Annotation]]:
+        """Road, scenery and actors far-to-near, before lighting: surface colours, the light map
+        and the lamps' emissive layer kept apart (sim.composite takes the actors from here)."""
         cam = self.camera(frame)
         bg = background(self.look, self.width, self.height, cam.horizon)
         canvas = Canvas(bg, light_map(self.look, self.width, self.height, cam.horizon, cam.focal))
@@ -103,6 +105,10 @@ class SceneRenderer:
             bbox = paint_actor(canvas, cam, self.look, frame.t, actor)
             if bbox is not None and actor.kind not in ("tree", "post", "building"):
                 notes.append(Annotation(actor.kind, actor.hazard, bbox, dict(actor.state)))
+        return canvas, notes
+
+    def render(self, frame: FrameState) -> tuple[np.ndarray, list[Annotation]]:
+        canvas, notes = self.paint(frame)
         img = compose(self.look, canvas.img, canvas.light, canvas.emissive)
         if self.look.name == "rain":
             img = rain(img, np.random.default_rng([self.drive.seed, 30_000, frame.index]))

@@ -60,7 +60,9 @@ def test_no_advice_cycles_are_captured_with_their_window(tiny_bundle, turn_scene
 
 
 def test_a_flip_between_conflicting_actions_is_captured_and_the_segment_replays(tiny_bundle, turn_scene, tmp_path):
-    result = capture_scene(tiny_bundle, turn_scene, tmp_path, "capture.verdicts=[]")
+    # Capture sees the advice as published; alarm confirmation (edge.confirm) would turn the tiny
+    # model's one-cycle turns into decelerate, so this test publishes every decision as made.
+    result = capture_scene(tiny_bundle, turn_scene, tmp_path, "capture.verdicts=[]", "advice.confirm_cycles=1")
     actions = [a.advice.action for a in result.advice]
     assert MetaAction.TURN_RIGHT in actions and MetaAction.CHANGE_LANE_LEFT in actions  # the tiny model flips
     rows = index(tmp_path)

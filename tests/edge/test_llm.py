@@ -21,7 +21,7 @@ from edge.llm import (
     generate,
 )
 from edge.llm.positions import position_after_visual, text_positions, visual_positions
-from edge.llm.video import frame_pair_timestamps, timestamp_text
+from edge.llm.video import frame_pair_timestamps, on_sampling_grid, timestamp_text
 from edge.manifest import load_bundle
 
 # Flash attention off + F32 KV: results independent of batch splitting up to float rounding.
@@ -81,6 +81,26 @@ def test_video_timestamps_match_qwen3_vl():
     assert frame_pair_timestamps([0.0, 0.5, 1.0, 1.5]) == [0.25, 1.25]
     assert frame_pair_timestamps([0.0, 0.5, 1.0]) == [0.25, 1.0]  # odd tail padded with the last frame
     assert timestamp_text(1.25) == "<1.2 seconds>" and timestamp_text(3.0) == "<3.0 seconds>"
+
+
+def test_clip_timestamps_do_not_depend_on_the_cameras_frame_rate():
+    """Samples due every 0.5 s are served by the newest frame: at 25 fps frames 12, 25, 37, 50 (0.48 s,
+    1.0 s, 1.48 s after the first) or 0, 12, 25, 37; at 30 fps exactly on time. Every one of these
+    clips reads '<0.2 seconds>', '<1.2 seconds>' to the decoder."""
+    def stamps(frame_indices, fps):
+        times = [(i - frame_indices[0]) / fps for i in frame_indices]
+        return [timestamp_text(t) for t in frame_pair_timestamps(on_sampling_grid(times, 0.5))]
+
+    for frames, fps in (([12, 25, 37, 50], 25.0), ([0, 12, 25, 37], 25.0), ([0, 15, 30, 45], 30.0),
+                        ([0, 15, 30, 45], 29.97)):
+        assert stamps(frames, fps) == ["<0.2 seconds>", "<1.2 seconds>"], (frames, fps)
+    # Without the grid the 25 fps clip would read 0.3 s and 1.3 s: another prompt for the same scene.
+    assert [timestamp_text(t) for t in frame_pair_timestamps([0.0, 0.52, 1.0, 1.52])] == ["<0.3 seconds>",
+                                                                                        "<1.3 seconds>"]
+    # A sample served late by a whole interval stays late on the grid.
+    assert on_sampling_grid([0.0, 0.5, 1.5, 2.0], 0.5) == [0.0, 0.5, 1.5, 2.0]
+    with pytest.raises(ValueError):
+        on_sampling_grid([0.0], 0.0)
 
 
 # ---- model -------------------------------------------------------------------------------------

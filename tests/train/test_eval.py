@@ -148,3 +148,27 @@ def test_the_default_bundle_is_rebuilt_when_the_advice_statistics_change(tmp_pat
     before = checkpoint_digest(copy)
     (copy / ADVICE_STATS_NAME).write_text(json.dumps({"confidence": {"method": "platt", "a": 0.5, "b": 0.0}}))
     assert checkpoint_digest(copy) != before
+
+
+def test_the_runtime_publishes_an_alarm_once_two_cycles_decide_it(default_bundle, heldout_scenes):
+    """The loop's published advice is the decoder's decisions through edge.confirm: the red light's
+    first stop goes out as decelerate naming what was held back, the following ones as decided."""
+    from edge.confirm import AlarmConfirmation
+    from sim.replay import ReplayOptions, replay_config, replay_scene
+
+    scene = heldout_scenes / "red_light"
+    config = replay_config(default_bundle, overrides=["vision.backend='onnxruntime'"])
+    assert config.advice.confirm_cycles == 2
+    result = replay_scene(default_bundle, scene / "video.mp4", scene / "nav.jsonl",
+                          options=ReplayOptions(annotate=False), config=config)
+    confirmation = AlarmConfirmation(2)
+    held = 0
+    for outcome in result.outcomes:
+        decided = outcome.decode.advice if outcome.decode is not None else None
+        expected, note = confirmation.apply(decided)
+        assert outcome.advice.advice == expected
+        assert (note in outcome.advice.verdict_reason) if note else "unconfirmed" not in outcome.advice.verdict_reason
+        held += bool(note)
+    published = [o.advice.advice.action.value for o in result.outcomes if o.advice.advice is not None]
+    assert "stop" in published and held >= 1, published
+    assert published.index("decelerate") < published.index("stop")

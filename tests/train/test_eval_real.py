@@ -17,7 +17,7 @@ from edge.manifest import load_bundle
 from sim.labels import LabelWindow
 from tests.conftest import DRIVE_DIR
 from train.advice_stats import apply_to_bundle, clip_embeddings
-from train.eval_real import evaluate_real, false_alarm
+from train.eval_real import aggregate, clip_figures, evaluate_real, false_alarm
 
 pytestmark = pytest.mark.slow
 
@@ -67,11 +67,29 @@ def test_false_alarm_is_an_alarming_action_or_a_hazard_not_there():
     assert not false_alarm("nudge_left", (), window)  # wrong, but not an alarm
 
 
+def test_clip_figures_count_alarms_and_unwarranted_manoeuvres_apart():
+    from train.dataset import Scene
+    from train.eval import CycleSignals, SceneRun
+
+    window = LabelWindow.from_json(json.loads(labels_row(4000)))
+    actions = ["keep_speed", "nudge_right", "stop", "change_lane_left", "decelerate"]
+    hazards = [(), ("vehicle",), ("vehicle",), (), ("cyclist",)]
+    run = SceneRun(Scene(DRIVE_DIR, "x", "x", 0, "day", 0.0), actions, [500.0 * (i + 1) for i in range(5)],
+                   [None] * 5, 0.0, signals=[CycleSignals(0.9, 0.9, False, h) for h in hazards])
+    figures = clip_figures(run, [window], "day")
+    assert figures["cycles"] == 5 and figures["accuracy"] == 2 / 5
+    assert figures["false_alarms"] == 2  # the stop, and the cyclist that is not there
+    assert figures["unwarranted_manoeuvres"] == 2  # the nudge and the lane change
+    total = aggregate({"a": figures, "b": figures})
+    assert total["unwarranted_manoeuvres"] == 4 and total["accuracy"] == 2 / 5
+
+
 def test_real_recordings_are_scored_with_confidence_and_black_video_is_out_of_domain(bundle, recordings, tmp_path):
     manifest, _ = load_bundle(bundle)
     assert manifest.reports["ood_stats"] == "ood_stats.json" and manifest.quality[CALIBRATION_KEY]["a"] == 0.8
     out = tmp_path / "real.json"
     report = evaluate_real(bundle, recordings, out, combos=["fp32+q4_k_m"], split=None, progress=None)
+    assert report["confirm_cycles"] == 2  # scored as the runtime publishes (edge.confirm)
     figures = report["precisions"]["fp32+q4_k_m"]
     assert set(figures["per_clip"]) == {"drive", "black"}
     assert set(figures["per_condition"]) == {"day", "black"}
