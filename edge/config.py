@@ -190,6 +190,7 @@ class CaptureConfig(_Section):
     after_s: float = Field(default=5.0, ge=0, le=600)
     verdicts: list[CaptureVerdict] = Field(default_factory=lambda: list[CaptureVerdict](["no_advice", "late"]))
     flip_cycles: int = Field(default=3, ge=0, description="conflicting actions within N cycles; 0: off")
+    unconfirmed: bool = Field(default=True, description="an alarm held back by advice.confirm_cycles (edge.confirm)")
     quota_bytes: int = Field(default=2 * 1024**3, ge=64 * 1024)
 
 

@@ -5,8 +5,9 @@ next clip, half a second later, does not repeat; a real event lasts for seconds 
 again on every cycle. So the first sighting of an alarm is published as `decelerate`: the car
 starts slowing at once, and the alarm itself follows when `cycles` cycles in a row decide the same
 action. A hazard is published once `cycles` cycles in a row name it. What was held back is named in
-the advice's `verdict_reason` ("unconfirmed: stop (pedestrian)"), and the decoder's own text stays
-in the audit log. `cycles = 1` publishes every decision as it is made.
+the advice's `verdict_reason` ("unconfirmed: stop (pedestrian)", or "unconfirmed hazard: cyclist"),
+and the decoder's own text stays in the audit log; bad-case capture keeps the held-back alarms
+(edge.drivelog.capture, trigger `unconfirmed`). `cycles = 1` publishes every decision as it is made.
 
 A cycle without advice breaks the run: after a gap, an alarm counts from one again.
 """
@@ -22,6 +23,18 @@ ALARM_ACTIONS = frozenset({MetaAction.STOP, MetaAction.PULL_OVER, MetaAction.YIE
 # What a first sighting becomes: slowing down is right for every alarm above and harmless when the
 # alarm was wrong.
 FIRST_SIGHTING = MetaAction.DECELERATE
+# How verdict_reason names a held-back alarm ("unconfirmed: stop (pedestrian)") and held-back
+# hazards alone ("unconfirmed hazard: cyclist").
+HELD_ALARM = "unconfirmed: "
+HELD_HAZARD = "unconfirmed hazard: "
+
+
+def held_alarm(verdict_reason: str) -> str:
+    """The alarm a published advice held back ('stop (pedestrian)'), or '' when it held none."""
+    for part in verdict_reason.split("; "):
+        if part.startswith(HELD_ALARM):
+            return part.removeprefix(HELD_ALARM)
+    return ""
 
 
 class AlarmConfirmation:
@@ -56,7 +69,6 @@ class AlarmConfirmation:
         if held_action:
             published = published.model_copy(update={"action": FIRST_SIGHTING})
         named = ", ".join(h.value for h in held_hazards)
-        held = advice.action.value if held_action else ""
-        if named:
-            held = f"{held} ({named})" if held else named
-        return published, f"unconfirmed: {held}"
+        if not held_action:
+            return published, f"{HELD_HAZARD}{named}"
+        return published, f"{HELD_ALARM}{advice.action.value}" + (f" ({named})" if named else "")

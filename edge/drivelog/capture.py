@@ -8,6 +8,8 @@ to ``captures.jsonl``: time, triggers, reasons and the advice seqs the segment h
 - ``verdict``: an advice whose verdict is in ``capture.verdicts`` (no_advice and late by default);
 - ``flip``: two advice within ``flip_cycles`` cycles whose actions conflict (left against right,
   speeding up against slowing down);
+- ``unconfirmed``: an advice that held back an alarm the decoder decided once (edge.confirm): what
+  the planner was spared is what the model should learn not to say;
 - ``feedback``: a planner's message on the ``feedback`` topic;
 - ``manual``: SIGUSR1 to the runtime (``edge capture now``).
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.config import CaptureConfig
+from edge.confirm import held_alarm
 from edge.drivelog.channels import LogRecord
 from edge.drivelog.mcapfile import McapSegment, enforce_quota
 from edge.messages import ActionAdvice, Feedback, MetaAction
@@ -40,7 +43,7 @@ CONFLICTS = frozenset(frozenset(pair) for pair in (
 
 @dataclass(frozen=True)
 class Trigger:
-    kind: str  # verdict, flip, feedback, manual
+    kind: str  # verdict, flip, unconfirmed, feedback, manual
     reason: str
     log_time_ns: int
     advice_seqs: tuple[int, ...] = ()
@@ -106,6 +109,9 @@ class CaptureSink:
         found = []
         if message.verdict.value in self.config.verdicts:
             found.append(Trigger("verdict", f"{message.verdict.value}: {message.verdict_reason}", t, (message.seq,)))
+        held = held_alarm(message.verdict_reason) if self.config.unconfirmed else ""
+        if held:
+            found.append(Trigger("unconfirmed", held, t, (message.seq,)))
         if self.config.flip_cycles and message.advice is not None:
             action = message.advice.action
             for seq, earlier in self._recent:

@@ -74,6 +74,18 @@ def test_a_flip_between_conflicting_actions_is_captured_and_the_segment_replays(
     assert replayed.skipped == [] and replayed.agreement == 1.0
 
 
+def test_an_alarm_held_back_by_confirmation_is_captured(tiny_bundle, turn_scene, tmp_path):
+    # The tiny model's one-cycle turns (the flip test above) go out as decelerate and are captured.
+    result = capture_scene(tiny_bundle, turn_scene, tmp_path, "capture.verdicts=[]", "capture.flip_cycles=0")
+    held = [a for a in result.advice if "unconfirmed: turn_right" in a.verdict_reason]
+    assert held and all(a.advice.action == MetaAction.DECELERATE for a in held)
+    rows = index(tmp_path)
+    assert rows and {r["trigger"] for r in rows} == {"unconfirmed"}
+    captured = {s for r in rows for s in r["advice_seqs"]}
+    assert {a.seq for a in held} <= captured
+    assert rows[0]["reason"] == "turn_right"
+
+
 def test_feedback_over_the_socket_triggers_a_capture_and_bad_feedback_is_counted(tiny_bundle, drive_videos, tmp_path):
     config = replay_config(tiny_bundle, overrides=[*FAST, f"capture.dir={str(tmp_path)!r}", "capture.verdicts=[]",
                                                    "capture.flip_cycles=0", "capture.before_s=1", "capture.after_s=0.5"])

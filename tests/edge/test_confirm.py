@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge.config import build_config
-from edge.confirm import AlarmConfirmation
+from edge.confirm import AlarmConfirmation, held_alarm
 from edge.messages import Advice, Hazard, MetaAction, Urgency
 
 
@@ -44,8 +44,8 @@ def test_a_flickering_alarm_never_reaches_the_planner():
 def test_hazards_are_confirmed_one_by_one_and_calm_actions_pass_at_once():
     got = decisions(AlarmConfirmation(2), [advice("nudge_left", "cyclist"), advice("nudge_left", "cyclist", "cone"),
                                            advice("keep_speed", "cone")])
-    assert got == [("nudge_left", [], "unconfirmed: cyclist"),
-                   ("nudge_left", ["cyclist"], "unconfirmed: cone"),
+    assert got == [("nudge_left", [], "unconfirmed hazard: cyclist"),
+                   ("nudge_left", ["cyclist"], "unconfirmed hazard: cone"),
                    ("keep_speed", ["cone"], "")]
 
 
@@ -61,6 +61,12 @@ def test_three_cycles_and_one_cycle():
     assert one == [("turn_left", ["pedestrian"], "")]
     with pytest.raises(ValueError):
         AlarmConfirmation(0)
+
+
+def test_the_held_alarm_is_read_back_from_verdict_reason():
+    assert held_alarm("unconfirmed: stop (pedestrian)") == "stop (pedestrian)"
+    assert held_alarm("degrade level 1; unconfirmed: pull_over") == "pull_over"
+    assert held_alarm("unconfirmed hazard: cyclist") == "" and held_alarm("") == ""
 
 
 def test_the_config_key_sets_the_cycles_and_defaults_to_two():
