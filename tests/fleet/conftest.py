@@ -83,7 +83,10 @@ def interrupt_after_first(command: list[str], out: Path) -> dict:
     import subprocess
 
     # Its own session, as a terminal's foreground job: Ctrl-C reaches the whole group, Ray's daemons too.
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # A shell starts a foreground job with Ctrl-C's default action; a child inherits an ignored SIGINT
+    # from whatever ran before in this test process, and Python then never raises KeyboardInterrupt.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
     deadline = time.monotonic() + 300
     while b"done=1" not in seen and time.monotonic() < deadline and proc.poll() is None:
