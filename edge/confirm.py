@@ -38,7 +38,7 @@ def held_alarm(verdict_reason: str) -> str:
 
 
 class AlarmConfirmation:
-    """Per-loop state: the decisions of the last `cycles - 1` cycles."""
+    """Per-loop state: the decisions of the last `cycles - 1` cycles (none for 1: all confirmed)."""
 
     def __init__(self, cycles: int = 2) -> None:
         if cycles < 1:
@@ -57,8 +57,6 @@ class AlarmConfirmation:
         if advice is None:
             self._recent.clear()
             return None, ""
-        if self.cycles == 1:
-            return advice, ""
         held_action = advice.action in ALARM_ACTIONS and not self._confirmed_action(advice.action)
         hazards = [h for h in advice.hazards if self._confirmed_hazard(h)]
         held_hazards = [h for h in advice.hazards if h not in hazards]

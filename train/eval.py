@@ -236,6 +236,11 @@ def replay_overrides(confirm_cycles: int | None = None) -> list[str]:
     return ["vision.backend='onnxruntime'", *([f"advice.confirm_cycles={confirm_cycles}"] if confirm_cycles else [])]
 
 
+def effective_confirm_cycles(confirm_cycles: int | None = None) -> int:
+    """The confirmation a replay with `replay_overrides(confirm_cycles)` runs (for the report)."""
+    return build_config({}, replay_overrides(confirm_cycles)).advice.confirm_cycles
+
+
 def evaluate(
     bundle: Path | str | None,
     scenes_root: Path | str,
@@ -279,7 +284,7 @@ def evaluate(
             models.close()
 
     report = eval_report(manifest, bundle_dir, scenes, reference, runs, keep_raw)
-    report["confirm_cycles"] = build_config({}, replay_overrides(confirm_cycles)).advice.confirm_cycles
+    report["confirm_cycles"] = effective_confirm_cycles(confirm_cycles)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(report, indent=2) + "\n")

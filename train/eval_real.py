@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.config import build_config
 from edge.confirm import ALARM_ACTIONS as RUNTIME_ALARMS
 from edge.manifest import load_bundle
 from sim.labels import LabelWindow, window_at
@@ -33,6 +32,7 @@ from train.eval import (
     calibration_figures,
     choose_combos,
     cycle_signals,
+    effective_confirm_cycles,
     judge_cycles,
     replay_overrides,
     write_reliability_plots,
@@ -152,7 +152,7 @@ def evaluate_real(bundle: Path | str | None, folder: Path | str, out: Path | str
         "machine": machine_info(), "bundle": str(bundle_dir), "bundle_sha256": manifest.bundle_sha256(),
         "folder": str(folder), "split": split, "emulated": emulate or [], "reference": reference.name,
         "false_alarm_actions": sorted(ALARM_ACTIONS),
-        "confirm_cycles": build_config({}, replay_overrides(confirm_cycles)).advice.confirm_cycles,
+        "confirm_cycles": effective_confirm_cycles(confirm_cycles),
         "precisions": report_precisions,
     }
     if out is not None:
