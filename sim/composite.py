@@ -112,12 +112,16 @@ def background_frames(video: Path, times_s: np.ndarray, size: tuple[int, int]) -
         cap.release()
 
 
-def composite_scene(scenario: str, seed: int, clip: RealClip, out_dir: Path | str) -> Path:
-    """Render `scenario` (seed) with its actors pasted onto `clip`; a scene folder `edge train` reads."""
+def composite_scene(scenario: str, seed: int, clip: RealClip, out_dir: Path | str,
+                    clip_frames: tuple[int, float] | None = None) -> Path:
+    """Render `scenario` (seed) with its actors pasted onto `clip`; a scene folder `edge train` reads.
+
+    `clip_frames` is the recording's (decoded frames, fps) when the caller has counted them already
+    (counting decodes the whole recording)."""
     sc = resolve(scenario, variant=VARIANT)
     drive = simulate(sc, seed)
     renderer = SceneRenderer(drive)
-    frames, fps = video_frames(clip.video)
+    frames, fps = clip_frames or video_frames(clip.video)
     start_s, end_s = clip.composite_window or (0.0, frames / fps)
     end_s = min(end_s, frames / fps) - 1.0 / fps  # one frame of slack: headers miscount
     n = len(drive.frames)
@@ -155,9 +159,11 @@ def composite_scenes(clips: list[RealClip], out: Path | str, seeds: tuple[int, .
     them as one scenario whichever recording is underneath."""
     out = Path(out)
     for clip in clips:
+        clip_frames = None
         for scenario in scenarios:
             for seed in seeds:
                 folder = out / f"composite_{clip.name}" / f"{scenario}_s{seed}"
                 if not (folder / META_NAME).is_file():
-                    composite_scene(scenario, seed, clip, folder)
+                    clip_frames = clip_frames or video_frames(clip.video)
+                    composite_scene(scenario, seed, clip, folder, clip_frames)
     return out

@@ -175,6 +175,33 @@ def _rainy(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+# Where the pale-pavement look starts repainting: the road is below the horizon, which the training
+# recordings put at 57-58% of the frame height; the mask fades in over the rows around it.
+PAVEMENT_FROM = 0.55
+PAVEMENT_FULL = 0.62
+# Concrete in bright daylight (BGR): a little above the worn bridge pavement of the real validation clip.
+CONCRETE_BGR = (150.0, 162.0, 176.0)
+
+
+def _pale_pavement(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Dark asphalt repainted as pale concrete: grey (unsaturated, not bright) pixels below the horizon
+    are scaled towards concrete's tone, keeping their texture; lane paint, grass and bright cars are left.
+
+    Both training recordings are dark asphalt, while every white expanse on a rendered road is a zebra
+    crossing, so a model trained on them reads a concrete carriageway as a crossing and stops."""
+    import cv2
+
+    h = frame.shape[0]
+    hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
+    grey = ((hsv[..., 1] < 60) & (hsv[..., 2] < 150)).astype(np.float32)
+    rows = np.clip((np.arange(h, dtype=np.float32) / h - PAVEMENT_FROM) / (PAVEMENT_FULL - PAVEMENT_FROM), 0, 1)
+    mask = cv2.GaussianBlur(grey * rows[:, None], (0, 0), max(1.0, h / 180))[..., None]
+    x = frame.astype(np.float32)
+    level = float(np.median(x[grey * rows[:, None] > 0.5])) if (grey * rows[:, None] > 0.5).any() else 100.0
+    concrete = x * (np.asarray(CONCRETE_BGR, np.float32) / max(level, 1.0))
+    return np.clip(x + (concrete - x) * mask, 0, 255).astype(np.uint8)
+
+
 LOOKS = {
     "as_recorded": lambda f, rng: f,
     "mirrored": lambda f, rng: np.ascontiguousarray(f[:, ::-1]),
@@ -184,8 +211,11 @@ LOOKS = {
     "dashboard": _dashboard,
     "zoomed": _zoomed,
     "rain_emulated": _rainy,
+    "pale_pavement": _pale_pavement,
+    "pale_pavement_zoomed": lambda f, rng: _zoomed(_pale_pavement(f, rng), rng),
+    "pale_pavement_dashboard": lambda f, rng: _dashboard(_pale_pavement(f, rng), rng),
 }
-# What `edge train --real` draws by default: the looks the shipped model (R2) was trained with.
+# What `edge train --real` draws by default (the shipped model's training.json records the looks it used).
 TRAINING_LOOKS = tuple(LOOKS)
 # Random cameras (sim.real_views): each is drawn once per clip, from the clip's name and the look's.
 RANDOM_VIEWS = tuple(f"random_view_{i}" for i in range(4))

@@ -132,3 +132,26 @@ def test_a_random_view_is_one_camera_per_video_and_another_per_clip(tmp_path):
     source = write_video(tmp_path / "s.mp4", frames=12)
     written = write_look(source, tmp_path / "v.mp4", RANDOM_VIEWS[0], seed=3)
     assert video_duration_ms(written) == pytest.approx(video_duration_ms(source))
+
+
+def test_pale_pavement_repaints_the_asphalt_below_the_horizon_as_concrete():
+    """The look lifts grey road pixels to concrete's tone and keeps their texture; the sky, saturated
+    verges and bright lane paint are left as they were, and it is one of the training looks."""
+    from sim.real_labels import CONCRETE_BGR
+
+    h, w = 180, 320
+    frame = np.empty((h, w, 3), np.uint8)
+    frame[: h // 2] = (140, 135, 130)  # overcast sky (BGR): as grey as asphalt, kept by being above the horizon
+    frame[h // 2:] = (95, 96, 98)  # asphalt
+    frame[h // 2:, : w // 8] = (40, 140, 60)  # green verge
+    frame[h // 2:, w // 2 - 3: w // 2 + 3] = (245, 245, 245)  # lane paint
+    frame[int(0.9 * h):, w // 4: w // 4 + 20] += 12  # a repaired patch: texture to keep
+    out = LOOKS["pale_pavement"](frame, np.random.default_rng(0))
+    road = out[int(0.8 * h): int(0.88 * h), w // 4 + 30: w // 2 - 10].reshape(-1, 3).mean(axis=0)
+    assert np.allclose(road, CONCRETE_BGR, atol=6)
+    assert np.array_equal(out[: int(0.5 * h)], frame[: int(0.5 * h)])
+    assert np.abs(out[-5, 5].astype(int) - frame[-5, 5]).max() <= 2  # the verge
+    assert out[-5, w // 2].min() >= 240  # the paint
+    patch, around = out[-5, w // 4 + 10].astype(int), out[-5, w // 4 + 40].astype(int)
+    assert (patch - around).min() > 12  # the patch is still brighter than the road around it
+    assert {"pale_pavement", "pale_pavement_zoomed", "pale_pavement_dashboard"} <= set(TRAINING_LOOKS)
