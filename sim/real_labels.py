@@ -181,6 +181,8 @@ PAVEMENT_FROM = 0.55
 PAVEMENT_FULL = 0.62
 # Concrete in bright daylight (BGR): a little above the worn bridge pavement of the real validation clip.
 CONCRETE_BGR = (150.0, 162.0, 176.0)
+# The asphalt level assumed when no pixel below the horizon is grey (the look then changes little).
+ASPHALT_LEVEL = 100.0
 
 
 def _pale_pavement(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -195,10 +197,13 @@ def _pale_pavement(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
     grey = ((hsv[..., 1] < 60) & (hsv[..., 2] < 150)).astype(np.float32)
     rows = np.clip((np.arange(h, dtype=np.float32) / h - PAVEMENT_FROM) / (PAVEMENT_FULL - PAVEMENT_FROM), 0, 1)
-    mask = cv2.GaussianBlur(grey * rows[:, None], (0, 0), max(1.0, h / 180))[..., None]
+    road = grey * rows[:, None]
+    mask = cv2.GaussianBlur(road, (0, 0), max(1.0, h / 180))[..., None]
     x = frame.astype(np.float32)
-    level = float(np.median(x[grey * rows[:, None] > 0.5])) if (grey * rows[:, None] > 0.5).any() else 100.0
-    concrete = x * (np.asarray(CONCRETE_BGR, np.float32) / max(level, 1.0))
+    # The road's own level (its median over pixels and channels) is what is scaled onto concrete's tone.
+    on_road = road > 0.5
+    level = max(float(np.median(x[on_road])), 1.0) if on_road.any() else ASPHALT_LEVEL
+    concrete = x * (np.asarray(CONCRETE_BGR, np.float32) / level)
     return np.clip(x + (concrete - x) * mask, 0, 255).astype(np.uint8)
 
 
