@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 
 from edge.cpus import check_cpus, parse_cpu_list
 from edge.errors import EdgeError
+from edge.ood import FROZEN_AFTER_S
 
 try:
     import tomllib
@@ -201,6 +202,11 @@ class AdviceConfig(_Section):
         default=2, ge=1, le=4,
         description="cycles in a row that must decide an alarm (stop, pull_over, yield, turn) or name a hazard "
                     "before it is published; a first sighting is published as decelerate. 1: publish as decided")
+    frozen_after_s: float = Field(
+        default=FROZEN_AFTER_S, gt=0, le=600,
+        description="identical frames for this long are frozen input (out_of_domain); a camera never repeats a "
+                    "frame exactly, the simulator's renderer does while the car waits (sim.replay raises it to 10 s "
+                    "for rendered scenes)")
 
 
 class RuntimeConfig(_Section):

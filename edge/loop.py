@@ -336,7 +336,7 @@ class AdviceLoop:
         """The out-of-domain checks of one clip; a warning goes on the status topic."""
         if self.parts.ood is None:
             return None
-        check = self.parts.ood.check(rows, clip.frames, list(clip.t_mono_ns))
+        check = self.parts.ood.check(rows, clip.frames, list(clip.t_mono_ns), self.config.advice.frozen_after_s)
         if check.out_of_domain:
             self.telemetry.event("out_of_domain", check.reason)
         return check

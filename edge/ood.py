@@ -9,10 +9,11 @@ Two checks, both cheap next to a cycle:
   is out of domain. A black, noise or test-pattern video lands far outside.
 - **Blank input.** Frames without contrast (black, a lens cap, a uniform grey) show no road: the
   pixel standard deviation of every frame of the clip under `BLANK_STD`.
-- **Frozen input.** Frames identical to the codec's precision for `FROZEN_SECONDS` in a row (a
-  stuck camera, a paused stream, a still image) say nothing about the road any more. A real camera
-  never repeats a frame exactly (sensor noise); the simulator's renderer does while the car waits
-  at a light, for up to about 7 s, hence the length.
+- **Frozen input.** Frames identical to the codec's precision for `advice.frozen_after_s` in a row
+  (a stuck camera, a paused stream, a still image) say nothing about the road any more. A real
+  camera never repeats a frame exactly (sensor noise), so 3 s by default; the simulator's renderer
+  does while the car waits at a light, for up to about 7 s, so replays of rendered scenes wait
+  `RENDERED_STILL_S` (sim.replay).
 
 The loop puts `out_of_domain` on the status heartbeat and names the reason in the advice's
 `verdict_reason`; the advice's confidence is capped (edge.llm.confidence).
@@ -33,7 +34,11 @@ OOD_STATS_NAME = "ood_stats.json"
 # under which a clip counts as frozen: a moving camera is well above it; identical frames decode
 # to 0 between predicted frames and to ~0.3-0.4 across an MPEG-4 key frame.
 FROZEN_MEAN_ABS_DIFF = 1.0
-FROZEN_SECONDS = 10.0
+# How long identical frames make a feed frozen (config advice.frozen_after_s): a camera's sensor noise
+# never repeats, so a few cycles suffice.
+FROZEN_AFTER_S = 3.0
+# How long a rendered scene may stand still (a red-light wait lasts up to about 7 s).
+RENDERED_STILL_S = 10.0
 # Pixel standard deviation (0-255 levels, 1-in-8 grid) under which a frame is blank; the darkest
 # rendered night scene and the darkened real clips are well above it.
 BLANK_STD = 3.0
@@ -115,12 +120,13 @@ class OodDetector:
         rel = reports.get("ood_stats")
         return cls(OodStats.load(Path(bundle_dir) / rel) if rel else None)
 
-    def check(self, rows: np.ndarray, frames: Sequence[np.ndarray], times_ns: list[int] | None = None) -> OodCheck:
+    def check(self, rows: np.ndarray, frames: Sequence[np.ndarray], times_ns: list[int] | None = None,
+              frozen_after_s: float = FROZEN_AFTER_S) -> OodCheck:
         """`times_ns`: the frames' capture times; frozen input is flagged once the frames have
-        been identical for FROZEN_SECONDS (without times: at once)."""
+        been identical for `frozen_after_s` (without times: at once)."""
         distance = self.stats.distance(rows) if self.stats is not None else None
         far = distance is not None and distance > self.stats.threshold  # type: ignore[union-attr]
-        frozen = self._frozen_long_enough(frozen_clip(frames), times_ns)
+        frozen = self._frozen_long_enough(frozen_clip(frames), times_ns, frozen_after_s)
         blank = blank_clip(frames)
         reasons = []
         if far:
@@ -128,11 +134,11 @@ class OodDetector:
         if blank:
             reasons.append("blank input (no contrast)")
         if frozen:
-            reasons.append(f"frozen input (identical frames for {FROZEN_SECONDS:.0f} s)")
+            reasons.append(f"frozen input (identical frames for {frozen_after_s:g} s)")
         reason = f"out_of_domain: {'; '.join(reasons)}" if reasons else ""
         return OodCheck(far or frozen or blank, distance, frozen, reason)
 
-    def _frozen_long_enough(self, still: bool, times_ns: list[int] | None) -> bool:
+    def _frozen_long_enough(self, still: bool, times_ns: list[int] | None, frozen_after_s: float) -> bool:
         if not still:
             self._frozen_since_ns = None
             return False
@@ -140,4 +146,4 @@ class OodDetector:
             return True
         if self._frozen_since_ns is None or self._frozen_since_ns > times_ns[0]:
             self._frozen_since_ns = times_ns[0]
-        return times_ns[-1] - self._frozen_since_ns >= FROZEN_SECONDS * 1e9
+        return times_ns[-1] - self._frozen_since_ns >= frozen_after_s * 1e9

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 FPS = 25.0
-SECONDS = 12.0  # longer than edge.ood.FROZEN_SECONDS, so that a frozen clip is flagged
+SECONDS = 12.0  # longer than every frozen-input window (edge.ood), so the frozen clip is flagged
 SIZE = (640, 360)
 
 

@@ -30,9 +30,11 @@ from edge.config import RuntimeConfig, load_config
 from edge.feeds import SimClock, SteppedFeed, SystemClock, open_live_feed
 from edge.loop import AdviceLoop, CycleOutcome
 from edge.messages import TOPIC_ADVICE, TOPIC_STATUS, ActionAdvice, NavInstruction, Status
+from edge.ood import RENDERED_STILL_S
 from edge.runtime import ModelParts, load_model_parts, running_loop
 from sim.labels import load_nav
 from sim.report import ReportFiles, write_report
+from sim.scene import is_rendered_scene
 
 Mode = Literal["lockstep", "fast", "realtime"]
 MODES: tuple[Mode, ...] = ("lockstep", "fast", "realtime")
@@ -199,6 +201,16 @@ def replay_config(
     return config
 
 
+def for_video(config: RuntimeConfig, video: Path) -> RuntimeConfig:
+    """`config` for replaying `video`: a rendered scene stands still while the car waits (its renderer
+    repeats frames exactly, which a camera never does), so identical frames count as frozen input only
+    after RENDERED_STILL_S there; an `advice.frozen_after_s` the configuration sets is kept."""
+    if "frozen_after_s" in config.advice.model_fields_set or not is_rendered_scene(video):
+        return config
+    advice = config.advice.model_copy(update={"frozen_after_s": RENDERED_STILL_S})
+    return config.model_copy(update={"advice": advice})
+
+
 def _print_nothing(_outcome: CycleOutcome) -> None:
     pass
 
@@ -243,6 +255,7 @@ def replay_scene(
             bundle, vision_precision=o.vision_precision, decoder_quant=o.decoder_quant, interval_ms=o.interval_ms,
             audit_path=Path(out_dir) / "audit.jsonl" if out_dir is not None else None,
         )
+    config = for_video(config, video)
     own_models = models is None
     parts = load_model_parts(config) if models is None else models
     nav_events = load_nav(nav) if nav is not None else []

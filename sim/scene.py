@@ -135,3 +135,15 @@ def render_scene(
             "files": {"video": VIDEO_NAME, "labels": LABELS_NAME, "nav": NAV_NAME, "scenario": SCENARIO_NAME}}
     files.meta.write_text(json.dumps(meta, indent=2) + "\n")
     return files
+
+
+def is_rendered_scene(video: Path | str) -> bool:
+    """Whether `video` is the video of a scene folder `render_scene` wrote: every pixel drawn by the
+    renderer, none from a recording (real-drive looks and composites name their `source_video`)."""
+    video = Path(video)
+    try:
+        meta = json.loads((video.parent / META_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(meta, dict) and meta.get("files", {}).get("video") == video.name
+            and "source_video" not in meta)

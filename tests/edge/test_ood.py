@@ -44,25 +44,33 @@ def test_detector_names_its_reasons():
     assert OodDetector(None).check(rows_like(rng), frames).distance is None
 
 
-def test_frozen_input_is_flagged_only_after_ten_seconds_of_identical_frames():
-    """A waiting car's rendered scene can stand still for a few seconds; a stuck feed stays stuck."""
-    from edge.ood import FROZEN_SECONDS
+def test_frozen_input_is_flagged_once_the_frames_have_been_identical_for_the_window():
+    """A stuck feed is flagged after advice.frozen_after_s (3 s: a camera never repeats a frame);
+    replays of rendered scenes, whose car may wait at a light for seconds, pass a longer window."""
+    from edge.config import AdviceConfig
+    from edge.ood import RENDERED_STILL_S
 
     rng = np.random.default_rng(3)
     frame = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    detector = OodDetector(None)
     rows = rows_like(rng)
     second = 1_000_000_000
 
     def clip_at(t_s):  # four frames 0.5 s apart, the newest at t_s
         return [round((t_s - 1.5 + 0.5 * k) * second) for k in range(4)]
 
-    flags = [detector.check(rows, [frame] * 4, clip_at(t)).frozen for t in (1.5, 5.0, 9.5, 10.0, 12.0)]
-    assert flags == [False, False, False, True, True]
-    assert FROZEN_SECONDS == 10.0
+    camera = OodDetector(None)
+    window = AdviceConfig().frozen_after_s
+    assert window == 3.0
+    flags = [camera.check(rows, [frame] * 4, clip_at(t), window).frozen for t in (1.5, 2.5, 3.0, 5.0)]
+    assert flags == [False, False, True, True]
+    assert "identical frames for 3 s" in camera.check(rows, [frame] * 4, clip_at(5.5), window).reason
     moving = [frame, np.roll(frame, 5, axis=0), frame, frame]
-    assert not detector.check(rows, moving, clip_at(12.5)).frozen
-    assert not detector.check(rows, [frame] * 4, clip_at(13.0)).frozen  # the count starts again
+    assert not camera.check(rows, moving, clip_at(6.0), window).frozen
+    assert not camera.check(rows, [frame] * 4, clip_at(6.5), window).frozen  # the count starts again
+
+    rendered = OodDetector(None)
+    flags = [rendered.check(rows, [frame] * 4, clip_at(t), RENDERED_STILL_S).frozen for t in (1.5, 5.0, 9.5, 10.0)]
+    assert flags == [False, False, False, True]
 
 
 def test_blank_frames_are_out_of_domain_at_once():

@@ -116,6 +116,38 @@ def test_status_heartbeat_and_verdict_reason_name_out_of_domain_input(bundle, re
     assert "out_of_domain" in kinds
 
 
+def test_frozen_recording_is_flagged_after_three_seconds_a_rendered_wait_is_not(bundle, tmp_path):
+    """One real frame held for 6 s: as a recording (a stuck camera) it is frozen input from
+    advice.frozen_after_s (3 s) on; as a rendered scene's video (the renderer repeats frames while the
+    car waits at a light) it is not, within sim.replay's 10 s."""
+    from sim.replay import ReplayOptions, replay_config, replay_scene
+
+    cap = cv2.VideoCapture(str(DRIVE))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    recording = tmp_path / "still.mp4"
+    writer = cv2.VideoWriter(str(recording), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, frame.shape[1::-1])
+    for _ in range(150):
+        writer.write(frame)
+    writer.release()
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    shutil.copy(recording, scene / "video.mp4")
+    (scene / "scene.json").write_text(json.dumps({"scenario": "still", "files": {"video": "video.mp4"}}))
+
+    config = replay_config(bundle, overrides=["decoder.max_tokens=40"])
+    reasons = {}
+    for name, video in (("recording", recording), ("rendered", scene / "video.mp4")):
+        result = replay_scene(bundle, video, options=ReplayOptions(annotate=False), config=config)
+        reasons[name] = [a.verdict_reason for a in result.advice]
+    assert len(reasons["recording"]) >= 8
+    frozen = ["frozen input (identical frames for 3 s)" in r for r in reasons["recording"]]
+    assert not frozen[0] and frozen[-3:] == [True, True, True]
+    assert not any("frozen input" in r for r in reasons["rendered"])
+    assert config.advice.frozen_after_s == 3.0  # the caller's configuration is left as it was
+
+
 def test_labels_that_do_not_fit_the_video_are_refused_before_any_replay(bundle, recordings, tmp_path):
     folder = tmp_path / "bad"
     shutil.copytree(recordings, folder)
