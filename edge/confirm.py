@@ -43,7 +43,6 @@ class AlarmConfirmation:
     def __init__(self, cycles: int = 2) -> None:
         if cycles < 1:
             raise ValueError(f"confirmation needs at least 1 cycle, got {cycles}")
-        self.cycles = cycles
         self._recent: deque[Advice] = deque(maxlen=cycles - 1)
 
     def _confirmed_action(self, action: MetaAction) -> bool:

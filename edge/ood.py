@@ -13,7 +13,7 @@ Two checks, both cheap next to a cycle:
   (a stuck camera, a paused stream, a still image) say nothing about the road any more. A real
   camera never repeats a frame exactly (sensor noise), so 3 s by default; the simulator's renderer
   does while the car waits at a light, for up to about 7 s, so replays of rendered scenes wait
-  `RENDERED_STILL_S` (sim.replay).
+  longer (sim.replay.RENDERED_STILL_S).
 
 The loop puts `out_of_domain` on the status heartbeat and names the reason in the advice's
 `verdict_reason`; the advice's confidence is capped (edge.llm.confidence).
@@ -37,8 +37,6 @@ FROZEN_MEAN_ABS_DIFF = 1.0
 # How long identical frames make a feed frozen (config advice.frozen_after_s): a camera's sensor noise
 # never repeats, so a few cycles suffice.
 FROZEN_AFTER_S = 3.0
-# How long a rendered scene may stand still (a red-light wait lasts up to about 7 s).
-RENDERED_STILL_S = 10.0
 # Pixel standard deviation (0-255 levels, 1-in-8 grid) under which a frame is blank; the darkest
 # rendered night scene and the darkened real clips are well above it.
 BLANK_STD = 3.0

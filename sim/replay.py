@@ -30,7 +30,6 @@ from edge.config import RuntimeConfig, load_config
 from edge.feeds import SimClock, SteppedFeed, SystemClock, open_live_feed
 from edge.loop import AdviceLoop, CycleOutcome
 from edge.messages import TOPIC_ADVICE, TOPIC_STATUS, ActionAdvice, NavInstruction, Status
-from edge.ood import RENDERED_STILL_S
 from edge.runtime import ModelParts, load_model_parts, running_loop
 from sim.labels import load_nav
 from sim.report import ReportFiles, write_report
@@ -41,6 +40,9 @@ MODES: tuple[Mode, ...] = ("lockstep", "fast", "realtime")
 NAV_DELIVERY_TIMEOUT_S = 5.0
 REPLAY_ENDPOINT = "tcp://127.0.0.1:*"  # an endpoint the configuration leaves unset
 RECORDER_DRAIN_TIMEOUT_S = 5.0
+# How long a rendered scene may stand still before its frames count as frozen input (a red-light wait
+# lasts up to about 7 s).
+RENDERED_STILL_S = 10.0
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def test_frozen_input_is_flagged_once_the_frames_have_been_identical_for_the_win
     """A stuck feed is flagged after advice.frozen_after_s (3 s: a camera never repeats a frame);
     replays of rendered scenes, whose car may wait at a light for seconds, pass a longer window."""
     from edge.config import AdviceConfig
-    from edge.ood import RENDERED_STILL_S
+    from sim.replay import RENDERED_STILL_S
 
     rng = np.random.default_rng(3)
     frame = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
